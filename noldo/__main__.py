@@ -1,0 +1,5 @@
+"""``python -m noldo``: the same command line as ``noldo``."""
+
+from noldo.cli import main
+
+main()

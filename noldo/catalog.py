@@ -1,0 +1,261 @@
+"""The single source of truth for NoLDO-S12: bands, legends, seasons, splits, statistics, licences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from noldo.errors import NoldoError
+
+#: Version of the on-disk store schema written by this noldo (group attribute ``schema_version``).
+SCHEMA_VERSION = 1
+
+#: Samples per shard: every array of a split is cut into shards of this many samples, written whole.
+SHARD_SAMPLES = 64
+
+#: Default tile size (pixels per side) of a sample grid, and its pixel size in metres.
+TILE_SIZE = 264
+PIXEL_SIZE = 10
+
+#: Hugging Face dataset of the published NoLDO-S12 files, and the revision `noldo download` pins.
+HF_REPO = "vikki23/NoLDO-S12"
+HF_REVISION = "main"
+
+
+@dataclass(frozen=True)
+class Band:
+    """One spectral band or polarisation channel."""
+
+    name: str
+    index: int
+    description: str
+    wavelength_nm: float | None  # central wavelength (Sentinel-2A); None for radar
+    resolution_m: int  # native ground sampling distance
+    mean: float  # normalisation statistics of the original pipeline (cromss-method.md §1.3)
+    std: float
+
+
+S2_BANDS: tuple[Band, ...] = (
+    Band("B1", 0, "coastal aerosol", 442.7, 60, 1605.58, 786.79),
+    Band("B2", 1, "blue", 492.4, 10, 1390.78, 850.35),
+    Band("B3", 2, "green", 559.8, 10, 1314.87, 875.06),
+    Band("B4", 3, "red", 664.6, 10, 1363.52, 1138.85),
+    Band("B5", 4, "red edge 1", 704.1, 20, 1549.44, 1122.18),
+    Band("B6", 5, "red edge 2", 740.5, 20, 2091.75, 1161.59),
+    Band("B7", 6, "red edge 3", 782.8, 20, 2371.72, 1274.39),
+    Band("B8", 7, "near infrared", 832.8, 10, 2299.90, 1248.43),
+    Band("B8A", 8, "narrow near infrared", 864.7, 20, 2560.30, 1345.53),
+    Band("B9", 9, "water vapour", 945.1, 60, 830.07, 577.32),
+    Band("B10", 10, "cirrus (SWIR)", 1373.5, 60, 22.10, 51.15),
+    Band("B11", 11, "short-wave infrared 1", 1613.7, 20, 2177.07, 1336.10),
+    Band("B12", 12, "short-wave infrared 2", 2202.4, 20, 1524.07, 1136.54),
+)
+
+S1_BANDS: tuple[Band, ...] = (
+    Band("VV", 0, "vertical transmit, vertical receive (σ⁰, dB)", None, 10, -12.548, 5.257),
+    Band("VH", 1, "vertical transmit, horizontal receive (σ⁰, dB)", None, 10, -20.192, 5.912),
+)
+
+#: S2 band subsets by name → band indices (cromss-method.md §1.2).
+BAND_SUBSETS: dict[str, tuple[int, ...]] = {
+    "13B": tuple(range(13)),
+    "9B": (1, 2, 3, 4, 5, 6, 7, 11, 12),
+}
+
+
+def band_subset(name: str) -> tuple[int, ...]:
+    """Indices of the S2 bands of a named subset, e.g. ``band_subset("9B")``."""
+    try:
+        return BAND_SUBSETS[name]
+    except KeyError:
+        raise NoldoError(f"unknown band subset {name!r}; choose one of {', '.join(BAND_SUBSETS)}") from None
+
+
+@dataclass(frozen=True)
+class LandCoverClass:
+    """One class of a legend."""
+
+    value: int
+    name: str
+    colour: str  # hex, '#RRGGBB'
+    dw_value: int | None = None  # the Dynamic World class it maps to (OSM and DFC2020 legends)
+
+
+#: Dynamic World V1 ``label`` band (noldo-data.md §6.1). Nodata is 255.
+DW_CLASSES: tuple[LandCoverClass, ...] = (
+    LandCoverClass(0, "water", "#419BDF"),
+    LandCoverClass(1, "trees", "#397D49"),
+    LandCoverClass(2, "grass", "#88B053"),
+    LandCoverClass(3, "flooded_vegetation", "#7A87C6"),
+    LandCoverClass(4, "crops", "#E49635"),
+    LandCoverClass(5, "shrub_and_scrub", "#DFC35A"),
+    LandCoverClass(6, "built", "#C4281B"),
+    LandCoverClass(7, "bare", "#A59B8F"),
+    LandCoverClass(8, "snow_and_ice", "#B39FE1"),
+)
+
+#: The 13 osmlanduse classes (CORINE level 2), values 1–13; 0 = no OSM land use (noldo-data.md §6.2).
+OSM_CLASSES: tuple[LandCoverClass, ...] = (
+    LandCoverClass(1, "Urban fabric", "#E6004D", 6),
+    LandCoverClass(2, "Arable land", "#FFFFA8", 4),
+    LandCoverClass(3, "Forests", "#4DFF00", 1),
+    LandCoverClass(4, "Industrial, commercial and transport units", "#CC4DF2", 6),
+    LandCoverClass(5, "Artificial, non-agricultural vegetated areas", "#FFA6FF", 2),
+    LandCoverClass(6, "Mine, dump and construction sites", "#A600CC", 7),
+    LandCoverClass(7, "Pastures", "#E6E64D", 2),
+    LandCoverClass(8, "Permanent crops", "#E68000", 4),
+    LandCoverClass(9, "Water bodies", "#00CCF2", 0),
+    LandCoverClass(10, "Open spaces with little or no vegetation", "#E6E6E6", 7),
+    LandCoverClass(11, "Shrub and/or herbaceous vegetation associations", "#CCF24D", 5),
+    LandCoverClass(12, "Wetlands", "#A6A6FF", 3),
+    LandCoverClass(13, "Coastal wetlands", "#E6E6FF", 0),
+)
+
+#: DFC2020 simplified IGBP legend and its mapping onto the 8 trainable Dynamic World classes
+#: (noldo-data.md §6.3); ``dw_value`` None = ignored (255): savanna and snow/ice are absent in val/test.
+DFC2020_CLASSES: tuple[LandCoverClass, ...] = (
+    LandCoverClass(1, "Forest", "#009900", 1),
+    LandCoverClass(2, "Shrubland", "#C6B044", 5),
+    LandCoverClass(3, "Savanna", "#FBFF13", None),
+    LandCoverClass(4, "Grassland", "#B6FF05", 2),
+    LandCoverClass(5, "Wetlands", "#27FF87", 3),
+    LandCoverClass(6, "Croplands", "#C24F44", 4),
+    LandCoverClass(7, "Urban/Built-up", "#A5A5A5", 6),
+    LandCoverClass(8, "Snow/Ice", "#69FFF8", None),
+    LandCoverClass(9, "Barren", "#F9FFA4", 7),
+    LandCoverClass(10, "Water", "#1C0DFF", 0),
+)
+
+LEGENDS: dict[str, tuple[LandCoverClass, ...]] = {
+    "dw": DW_CLASSES,
+    "osm": OSM_CLASSES,
+    "dfc2020": DFC2020_CLASSES,
+}
+
+
+@dataclass(frozen=True)
+class Season:
+    """One of the four SSL4EO-S12 acquisition seasons."""
+
+    index: int
+    name: str
+    reference_date: str  # ISO date; each location subtracts its own day offset from all four dates
+
+
+#: Seasons in chronological order (noldo-data.md §1.2). A location draws one offset d ∈ [0, 365) days;
+#: season t is searched in [reference − d − 15 days, reference − d + 15 days).
+SEASONS: tuple[Season, ...] = (
+    Season(0, "t0", "2020-12-21"),
+    Season(1, "t1", "2021-03-20"),
+    Season(2, "t2", "2021-06-21"),
+    Season(3, "t3", "2021-09-22"),
+)
+SEASON_HALF_WINDOW_DAYS = 15
+SEASON_MAX_OFFSET_DAYS = 365
+
+
+@dataclass(frozen=True)
+class ArrayKind:
+    """An array every split may hold: its dimensions, dtype, nodata and licence."""
+
+    name: str
+    dims: tuple[str, ...]
+    dtype: str
+    nodata: int | float | None  # None: no nodata value (georeference arrays)
+    description: str
+    licence: str
+
+
+#: Every array of the store schema (DESIGN.md §3). ``band`` is the S2 band axis; S1 has its own
+#: ``polarization`` axis because xarray needs one size per dimension name.
+ARRAYS: dict[str, ArrayKind] = {
+    a.name: a
+    for a in (
+        ArrayKind("s2", ("sample", "season", "band", "y", "x"), "uint16", 0,
+                  "Sentinel-2 L1C top-of-atmosphere digital numbers (reflectance × 10000)", "copernicus"),
+        ArrayKind("s1", ("sample", "season", "polarization", "y", "x"), "float32", float("nan"),
+                  "Sentinel-1 GRD backscatter σ⁰ in dB (VV, VH)", "copernicus"),
+        ArrayKind("dw", ("sample", "season", "y", "x"), "uint8", 255,
+                  "Dynamic World class 0–8 (noisy labels for nol, expert labels downstream)", "cc-by-4.0"),
+        ArrayKind("osm", ("sample", "y", "x"), "uint8", 0,
+                  "OpenStreetMap land use, 13 classes 1–13, 0 = no OSM land use", "odbl-1.0"),
+        ArrayKind("truth", ("sample", "y", "x"), "uint8", 255,
+                  "known land-cover truth, Dynamic World classes 0–8 (synthetic source only)", "cc0-1.0"),
+        ArrayKind("crs_epsg", ("sample",), "int32", None, "EPSG code of the sample's UTM grid", "cc0-1.0"),
+        ArrayKind("center_lon", ("sample",), "float64", None, "longitude of the sample centre (°)", "cc0-1.0"),
+        ArrayKind("center_lat", ("sample",), "float64", None, "latitude of the sample centre (°)", "cc0-1.0"),
+        ArrayKind("transform", ("sample", "affine"), "float64", None,
+                  "affine transform of the grid, rasterio order a, b, c, d, e, f", "cc0-1.0"),
+    )
+}
+
+#: Arrays that hold one value per pixel (the rest are per-sample georeference arrays).
+IMAGE_ARRAYS = ("s2", "s1", "dw", "osm", "truth")
+GEOREF_ARRAYS = ("crs_epsg", "center_lon", "center_lat", "transform")
+
+
+def array_kind(name: str) -> ArrayKind:
+    """The schema entry of an array name, or a clear error."""
+    try:
+        return ARRAYS[name]
+    except KeyError:
+        raise NoldoError(f"unknown array {name!r}; the schema has {', '.join(ARRAYS)}") from None
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """A standard split of NoLDO-S12."""
+
+    name: str
+    seasons: int
+    tile_size: int
+    arrays: tuple[str, ...]
+    description: str
+
+
+SPLITS: dict[str, SplitInfo] = {
+    s.name: s
+    for s in (
+        SplitInfo("nol", 4, 264, ("s2", "s1", "dw"),
+                  "SSL4EO-S12@NoL pretraining: 4 seasons, Dynamic World noisy labels (103,793 published)"),
+        SplitInfo("dw_train", 1, 510, ("s2", "s1", "dw"), "SSL4EO-S12@DW train: expert DW tiles (3,574)"),
+        SplitInfo("dw_test", 1, 512, ("s2", "s1", "dw"), "SSL4EO-S12@DW test: expert DW tiles (340)"),
+        SplitInfo("osm_train", 1, 510, ("s2", "s1", "dw", "osm"), "SSL4EO-S12@OSM train (1,375)"),
+        SplitInfo("osm_test", 1, 512, ("s2", "s1", "dw", "osm"), "SSL4EO-S12@OSM test (400)"),
+        SplitInfo("dfc2020_val", 1, 256, ("s2", "s1", "dw"), "DFC2020 validation, mapped to 8 DW classes (986)"),
+        SplitInfo("dfc2020_test", 1, 256, ("s2", "s1", "dw"), "DFC2020 test, mapped to 8 DW classes (5,128)"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Licence:
+    """A licence under which (part of) a store is distributed."""
+
+    key: str
+    name: str
+    url: str
+    attribution: str
+
+
+LICENCES: dict[str, Licence] = {
+    lic.key: lic
+    for lic in (
+        Licence("copernicus", "Copernicus Sentinel data terms (free, full and open)",
+                "https://sentinels.copernicus.eu/documents/247904/690755/Sentinel_Data_Legal_Notice",
+                "Contains modified Copernicus Sentinel data, processed by Google Earth Engine."),
+        Licence("cc-by-4.0", "Creative Commons Attribution 4.0 (Dynamic World)",
+                "https://creativecommons.org/licenses/by/4.0/",
+                "This dataset is produced for the Dynamic World Project by Google in partnership with "
+                "National Geographic Society and the World Resources Institute."),
+        Licence("odbl-1.0", "Open Database License 1.0 (OpenStreetMap)",
+                "https://opendatacommons.org/licenses/odbl/1-0/",
+                "© OpenStreetMap contributors. Derived databases must be shared under the ODbL."),
+        Licence("cc0-1.0", "CC0 1.0 (georeference and simulated data made by noldo)",
+                "https://creativecommons.org/publicdomain/zero/1.0/", "No attribution required."),
+    )
+}
+
+
+def split_info(name: str) -> SplitInfo | None:
+    """The standard split of that name, or None for a custom split."""
+    return SPLITS.get(name)

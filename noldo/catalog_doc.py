@@ -1,0 +1,148 @@
+"""Render the catalogue (``noldo catalog`` and the committed CATALOG.md) from :mod:`noldo.catalog`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from noldo import catalog as c
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _swatch(hex_colour: str) -> str:
+    return f"`{hex_colour}`"
+
+
+def _nodata(value: object) -> str:
+    return "—" if value is None else ("NaN" if value != value else str(value))
+
+
+def _sections() -> list[str]:
+    dw_names = {cls.value: cls.name for cls in c.DW_CLASSES}
+    return [
+        "# NoLDO-S12 catalogue\n\n"
+        "Generated from `noldo/catalog.py` by `noldo catalog`; do not edit by hand (a test checks it).\n\n"
+        "NoLDO-S12 pairs Sentinel-1 and Sentinel-2 patches with noisy Dynamic World labels (the `nol` "
+        "pretraining split) and with expert Dynamic World and OpenStreetMap labels (the downstream splits). "
+        "`noldo` stores every split with one schema, described below.",
+
+        "## Splits\n\n" + _table(
+            ("split", "seasons", "tile (px)", "arrays", "description"),
+            ((s.name, s.seasons, f"{s.tile_size}×{s.tile_size}", ", ".join(s.arrays), s.description)
+             for s in c.SPLITS.values())) +
+        "\n\nOther split names (lower-case letters, digits, `_`) are allowed for custom builds.",
+
+        "## Store layout\n\n"
+        "```\nROOT/\n  manifest.json          size and sha256 of every file below\n"
+        "  <split>.zarr/          Zarr v3 group, one per split\n"
+        "    zarr.json            group attributes (see below) and consolidated metadata\n"
+        "    <array>/zarr.json    array metadata: shape, dtype, dimension_names, codecs\n"
+        "    <array>/c/<k>/0/...  shard k: samples 64·k … 64·k + 63\n"
+        "  <split>.parquet        sample index: row i describes sample i\n"
+        "  .noldo/<split>/        build state (commit markers); not published\n```\n\n"
+        f"Every array shares the leading `sample` axis. Image arrays are stored as shards of "
+        f"{c.SHARD_SAMPLES} samples, each written whole and atomically (temporary name, then rename), so a "
+        "reader never sees a half-written shard. Inside a shard the chunk is one sample × one season × all "
+        "bands × the full tile, so reading one season of one sample decodes only that. Codec: "
+        "Blosc-zstd level 5 with bit shuffle. Seasons are in chronological order; downstream splits have a "
+        "season axis of length 1. There are no x/y coordinate arrays: `transform` is the georeference "
+        "(pixel (col, row) has its upper-left corner at `transform · (col, row)`).\n\n" + _table(
+            ("array", "dims", "dtype", "nodata", "licence", "content"),
+            ((f"`{a.name}`", ", ".join(a.dims), a.dtype, _nodata(a.nodata), a.licence, a.description)
+             for a in c.ARRAYS.values())) +
+        "\n\nDimension sizes: `season` 4 (`nol`) or 1, `band` 13 (S2 order below), `polarization` 2 "
+        "(VV, VH), `y`/`x` the tile size, `affine` 6. S1 has its own `polarization` dimension because "
+        "xarray needs one size per dimension name.\n\n"
+        "`xarray.open_zarr(\"ROOT/nol.zarr\")` opens a split with named dimensions; `noldo.open(ROOT, "
+        "\"nol\")` also attaches `band`, `polarization`, `season` and `sample` coordinates.",
+
+        "### Group attributes\n\n" + _table(("attribute", "content"), (
+            ("`schema_version`", f"store schema, currently {c.SCHEMA_VERSION}; readers refuse newer ones"),
+            ("`title`, `description`, `split`", "what the split is"),
+            ("`layout`", "samples, seasons, height, width and image arrays"),
+            ("`shard_samples`", "samples per shard"),
+            ("`bands`", "per S2 and S1 band: name, index, description, wavelength, resolution, mean, std"),
+            ("`s2_scale_factor`, `s1_units`", "reflectance = DN × 1e-4; S1 in dB"),
+            ("`legends`", "per label array: value, name, hex colour"),
+            ("`nodata`", "per image array (`\"NaN\"` for float NaN)"),
+            ("`seasons`, `season_rule`", "season names, reference dates and the window rule"),
+            ("`grid_rule`", "how sample grids are made"),
+            ("`provenance`", "`noldo_version`, `created` (UTC), `source`, `command` and source details"),
+            ("`licences`, `array_licences`", "licence texts and the licence of each array"),
+        )) + "\n\nEach array also carries `description`, `licence` and `nodata` attributes.",
+
+        "### Sample index\n\n"
+        "`ROOT/<split>.parquet` has one row per sample in array order, with at least `sample` (the "
+        "sample id, e.g. `nol-0000173`), `shard` and `row_in_shard`. Sources add provenance columns: "
+        "scene ids and acquisition times per season, cloud %, valid fractions, original ids, QC values "
+        "and rejection reasons.",
+
+        "### Manifest\n\n"
+        "`ROOT/manifest.json`: `schema_version`, `dataset`, `created_utc`, `noldo_version`, `total_bytes`, "
+        "`splits` (samples, seasons, height, width, arrays, source) and `files`, one entry per file with "
+        "`path`, `bytes`, `sha256`, `split`, `group`, `array` (`meta` for metadata, `index` for the "
+        "Parquet index) and for shards `shard_index`, `sample_start`, `sample_stop` (half-open) and "
+        "`n_samples`. `noldo verify ROOT` checks schema, completeness and every sha256.",
+
+        "## Sentinel-2 L1C bands\n\n"
+        "Collection `COPERNICUS/S2_HARMONIZED` (top-of-atmosphere reflectance × 10000, uint16, 0 = "
+        "nodata), all bands on the 10 m grid (20 m and 60 m bands resampled bilinearly).\n\n" + _table(
+            ("index", "band", "description", "wavelength (nm)", "native res. (m)", "mean", "std"),
+            ((b.index, b.name, b.description, b.wavelength_nm, b.resolution_m, b.mean, b.std)
+             for b in c.S2_BANDS)),
+
+        "## Sentinel-1 GRD bands\n\n"
+        "Collection `COPERNICUS/S1_GRD`, interferometric wide swath, σ⁰ in dB (float32, NaN = nodata).\n\n"
+        + _table(("index", "band", "description", "res. (m)", "mean", "std"),
+                 ((b.index, b.name, b.description, b.resolution_m, b.mean, b.std) for b in c.S1_BANDS)),
+
+        "## Band subsets and normalisation\n\n" + _table(
+            ("subset", "S2 bands"),
+            ((name, " ".join(c.S2_BANDS[i].name for i in idx)) for name, idx in c.BAND_SUBSETS.items())) +
+        "\n\nThe original CromSS pipeline encodes every band as x = clip((v − (μ − 2σ)) / (4σ), 0, 1), "
+        "quantised to 1/255 by truncation, with the per-band mean μ and standard deviation σ above "
+        "(computed by SSL4EO-S12 on 50k samples).",
+
+        "## Seasons\n\n"
+        f"Four acquisitions per `nol` location, in chronological order. Each location draws one day offset "
+        f"d ∈ [0, {c.SEASON_MAX_OFFSET_DAYS}) and searches season t in [reference − d − "
+        f"{c.SEASON_HALF_WINDOW_DAYS} d, reference − d + {c.SEASON_HALF_WINDOW_DAYS} d) "
+        "(the SSL4EO-S12 recipe), so the seasons stay about three months apart.\n\n" + _table(
+            ("index", "name", "reference date"), ((s.index, s.name, s.reference_date) for s in c.SEASONS)),
+
+        "## Legends\n\n### Dynamic World (`dw`, `truth`)\n\n"
+        "Values 0–8 as the Dynamic World `label` band; 255 = nodata (cloud-masked, unlabelled).\n\n" + _table(
+            ("value", "class", "colour"), ((k.value, k.name, _swatch(k.colour)) for k in c.DW_CLASSES)) +
+        "\n\n### OpenStreetMap land use (`osm`)\n\n"
+        "13 osmlanduse classes (CORINE level 2); 0 = no OSM land use. OSM-derived arrays are under the "
+        "ODbL.\n\n" + _table(
+            ("value", "class", "colour", "→ Dynamic World"),
+            ((k.value, k.name, _swatch(k.colour), dw_names[k.dw_value]) for k in c.OSM_CLASSES)) +
+        "\n\n### DFC2020\n\n"
+        "Simplified IGBP classes mapped onto the 8 trainable Dynamic World classes (255 = ignored).\n\n"
+        + _table(("DFC value", "class", "colour", "→ Dynamic World"),
+                 ((k.value, k.name, _swatch(k.colour), "ignored (255)" if k.dw_value is None
+                   else f"{k.dw_value} {dw_names[k.dw_value]}") for k in c.DFC2020_CLASSES)),
+
+        "## Sample grid\n\n"
+        f"Every modality of a sample is fetched or rasterised onto one grid: the UTM zone of the sample "
+        f"centre (EPSG 326zz north, 327zz south, with the south-west Norway zone 32 and the Svalbard zones "
+        f"31/33/35/37), {c.PIXEL_SIZE} m pixels, {c.TILE_SIZE}×{c.TILE_SIZE} pixels by default, upper-left "
+        f"corner = centre − size/2 pixels, rounded to the nearest multiple of {c.PIXEL_SIZE} m. Latitudes "
+        "beyond ±84° are refused. Labels are never interpolated.",
+
+        "## Licences\n\n" + _table(
+            ("key", "licence", "attribution"),
+            ((k.key, f"[{k.name}]({k.url})", k.attribution) for k in c.LICENCES.values())) +
+        "\n\nThe published NoLDO-S12 files are distributed under the terms of the "
+        f"[{c.HF_REPO}](https://huggingface.co/datasets/{c.HF_REPO}) dataset card.",
+    ]
+
+
+def markdown() -> str:
+    """The whole catalogue as Markdown (the content of CATALOG.md)."""
+    return "\n\n".join(_sections()) + "\n"

@@ -1,0 +1,50 @@
+"""Small file helpers: atomic writes and streaming sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+PARTIAL_SUFFIX = ".partial"
+_HASH_BLOCK = 4 << 20
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def sha256_file(path: Path, progress=None) -> str:
+    """Hex sha256 of a file, read in blocks; ``progress(n)`` is called with each block's size."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            digest.update(block)
+            if progress is not None:
+                progress(len(block))
+    return digest.hexdigest()
+
+
+def remove_partials(directory: Path) -> int:
+    """Delete leftovers of interrupted atomic writes below ``directory``; returns how many."""
+    count = 0
+    for tmp in directory.rglob(f"*{PARTIAL_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
+        count += 1
+    return count

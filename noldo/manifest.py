@@ -1,0 +1,92 @@
+"""``ROOT/manifest.json``: size and sha256 of every file of a store, and what each file holds."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from noldo import __version__
+from noldo.catalog import SHARD_SAMPLES
+from noldo.errors import NoldoError
+from noldo.files import PARTIAL_SUFFIX, atomic_write_json, sha256_file
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+_SHARD = re.compile(r"^(?P<split>[^/]+)\.zarr/(?P<array>[^/]+)/c/(?P<shard>\d+)(/0)*$")
+
+
+def store_files(root: Path) -> Iterator[Path]:
+    """Every published file of a store: not the manifest, build state or leftovers of interrupted writes."""
+    for path in sorted(Path(root).rglob("*")):
+        rel = path.relative_to(root)
+        if (path.is_file() and rel.parts[0] != ".noldo" and rel.as_posix() != MANIFEST
+                and not path.name.endswith(PARTIAL_SUFFIX) and not rel.parts[0].endswith(".creating")):
+            yield path
+
+
+def describe_file(rel: str, samples: Mapping[str, int]) -> dict[str, Any]:
+    """What a store file holds: split, array and sample range for shards; ``meta`` or ``index`` otherwise."""
+    if m := _SHARD.match(rel):
+        split, shard = m["split"], int(m["shard"])
+        start = shard * SHARD_SAMPLES
+        stop = min(start + SHARD_SAMPLES, samples.get(split, start + SHARD_SAMPLES))
+        return {"split": split, "group": f"{split}.zarr", "array": m["array"], "shard_index": shard,
+                "sample_start": start, "sample_stop": stop, "n_samples": stop - start}
+    if rel.endswith(".parquet") and "/" not in rel:
+        return {"split": rel[: -len(".parquet")], "group": None, "array": "index"}
+    split = rel.split("/", 1)[0].removesuffix(".zarr")
+    return {"split": split, "group": f"{split}.zarr", "array": "meta"}
+
+
+def build_manifest(root: Path, known_hashes: Mapping[str, list] | None = None) -> dict[str, Any]:
+    """Hash every store file (reusing ``known_hashes[rel] = [size, sha256]`` when the size matches)."""
+    from noldo.store import describe
+
+    root = Path(root)
+    summary = describe(root)["splits"]
+    samples = {name: s["samples"] for name, s in summary.items()}
+    known = known_hashes or {}
+    files = []
+    for path in store_files(root):
+        rel = path.relative_to(root).as_posix()
+        size = path.stat().st_size
+        cached = known.get(rel)
+        digest = cached[1] if cached and cached[0] == size else sha256_file(path)
+        files.append({"path": rel, "bytes": size, "sha256": digest, **describe_file(rel, samples)})
+    splits = {name: {**{k: s[k] for k in ("samples", "seasons", "height", "width", "source")},
+                     "arrays": sorted(s["arrays"])} for name, s in summary.items()}
+    return {
+        "schema_version": MANIFEST_VERSION,
+        "dataset": "NoLDO-S12",
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "noldo_version": __version__,
+        "total_bytes": sum(f["bytes"] for f in files),
+        "splits": splits,
+        "files": files,
+    }
+
+
+def write_manifest(root: Path, known_hashes: Mapping[str, list] | None = None) -> dict[str, Any]:
+    """Build and atomically write ``ROOT/manifest.json``; returns it."""
+    manifest = build_manifest(root, known_hashes)
+    atomic_write_json(Path(root) / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(root: Path) -> dict[str, Any] | None:
+    """The store's manifest, None if it has none, or a clear error if it is unreadable."""
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+        if not all({"path", "bytes", "sha256"} <= set(f) for f in files):
+            raise ValueError("a file entry lacks path, bytes or sha256")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NoldoError(f"is damaged ({exc})") from None
+    return manifest

@@ -1,0 +1,393 @@
+"""Zarr v3 stores of NoLDO-S12: split layout, the shard writer (the only writer) and the reader.
+
+A store ``ROOT`` holds one Zarr group per split at ``ROOT/<split>.zarr``, a Parquet index
+``ROOT/<split>.parquet`` (row i = sample i) and ``ROOT/manifest.json``. Build state lives in
+``ROOT/.noldo/<split>/``: one index fragment and one commit marker per finished shard.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shutil
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zarr
+from zarr.codecs import BloscCodec
+
+from noldo import __version__, catalog
+from noldo.catalog import GEOREF_ARRAYS, SCHEMA_VERSION, SHARD_SAMPLES, array_kind
+from noldo.errors import NoldoError
+from noldo.files import atomic_write_bytes, atomic_write_json, remove_partials, sha256_file
+from noldo.grid import Grid
+
+log = logging.getLogger(__name__)
+
+_SPLIT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+
+
+def split_path(root: Path, split: str) -> Path:
+    """``ROOT/<split>.zarr``."""
+    return Path(root) / f"{split}.zarr"
+
+
+def index_path(root: Path, split: str) -> Path:
+    """``ROOT/<split>.parquet``."""
+    return Path(root) / f"{split}.parquet"
+
+
+def work_path(root: Path, split: str) -> Path:
+    """``ROOT/.noldo/<split>``: the build state of a split (not part of the published store)."""
+    return Path(root) / ".noldo" / split
+
+
+def check_split_name(split: str) -> str:
+    """Return ``split`` if it is a valid split name (lower-case letters, digits, underscores)."""
+    if not _SPLIT_NAME.match(split or ""):
+        raise NoldoError(f"invalid split name {split!r}: use lower-case letters, digits and underscores")
+    return split
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The shape of one split: sample count, seasons, tile size and the arrays it holds.
+
+    ``arrays`` lists the image arrays (``s2``, ``s1``, ``dw``, ``osm``, ``truth``); the georeference
+    arrays (``crs_epsg``, ``center_lon``, ``center_lat``, ``transform``) are always present.
+    """
+
+    samples: int
+    seasons: int
+    height: int
+    width: int
+    arrays: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for name in self.arrays:
+            if name not in catalog.IMAGE_ARRAYS:
+                raise NoldoError(f"{name!r} is not an image array; choose from {', '.join(catalog.IMAGE_ARRAYS)}")
+        if self.samples < 0 or self.seasons < 1 or self.height < 1 or self.width < 1:
+            raise NoldoError(f"invalid layout {self}")
+
+    @property
+    def all_arrays(self) -> tuple[str, ...]:
+        return (*self.arrays, *GEOREF_ARRAYS)
+
+    @property
+    def shards(self) -> int:
+        return math.ceil(self.samples / SHARD_SAMPLES)
+
+    def shard_range(self, shard: int) -> tuple[int, int]:
+        """Half-open sample range [start, stop) of a shard."""
+        start = shard * SHARD_SAMPLES
+        return start, min(start + SHARD_SAMPLES, self.samples)
+
+    def shape(self, name: str, samples: int | None = None) -> tuple[int, ...]:
+        """Shape of an array for ``samples`` samples (default: the whole split)."""
+        n = self.samples if samples is None else samples
+        sizes = {"sample": n, "season": self.seasons, "band": len(catalog.S2_BANDS),
+                 "polarization": len(catalog.S1_BANDS), "y": self.height, "x": self.width, "affine": 6}
+        return tuple(sizes[d] for d in array_kind(name).dims)
+
+    def chunks(self, name: str) -> tuple[int, ...]:
+        """Inner chunk: one sample × one season × all bands × the full tile."""
+        return tuple(1 if d in ("sample", "season") else s for d, s in zip(array_kind(name).dims,
+                                                                            self.shape(name, 1), strict=True))
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "arrays": list(self.arrays)}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Layout:
+        return cls(**{**obj, "arrays": tuple(obj["arrays"])})
+
+
+def _json_nodata(value: float | int | None) -> float | int | str | None:
+    return "NaN" if isinstance(value, float) and math.isnan(value) else value
+
+
+def split_attributes(split: str, layout: Layout, provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """Group attributes of a split: schema version, bands, legends, nodata, seasons, provenance, licences."""
+    seasons = catalog.SEASONS if layout.seasons == len(catalog.SEASONS) else ()
+    info = catalog.split_info(split)
+    used_licences = sorted({array_kind(a).licence for a in layout.all_arrays})
+    legends = {"dw": catalog.DW_CLASSES, "truth": catalog.DW_CLASSES, "osm": catalog.OSM_CLASSES}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "title": f"NoLDO-S12 {split}",
+        "description": info.description if info else f"custom split {split}",
+        "split": split,
+        "layout": layout.to_json(),
+        "shard_samples": SHARD_SAMPLES,
+        "bands": {"s2": [asdict(b) for b in catalog.S2_BANDS], "s1": [asdict(b) for b in catalog.S1_BANDS]},
+        "s2_scale_factor": 1e-4,
+        "s1_units": "dB",
+        "legends": {a: [asdict(c) for c in legends[a]] for a in layout.arrays if a in legends},
+        "nodata": {a: _json_nodata(array_kind(a).nodata) for a in layout.arrays},
+        "seasons": [asdict(s) for s in seasons] or [{"index": 0, "name": "t0", "reference_date": None}],
+        "season_rule": (f"location offset d in [0, {catalog.SEASON_MAX_OFFSET_DAYS}) days; window "
+                        f"[reference - d - {catalog.SEASON_HALF_WINDOW_DAYS} d, reference - d + "
+                        f"{catalog.SEASON_HALF_WINDOW_DAYS} d)") if seasons else "one acquisition per tile",
+        "grid_rule": (f"UTM zone of the centre, {catalog.PIXEL_SIZE} m pixels, upper-left corner snapped "
+                      f"to the {catalog.PIXEL_SIZE} m lattice; transform in rasterio order a, b, c, d, e, f"),
+        "provenance": {"noldo_version": __version__,
+                       "created": datetime.now(UTC).isoformat(timespec="seconds"), **provenance},
+        "licences": {k: asdict(catalog.LICENCES[k]) for k in used_licences},
+        "array_licences": {a: array_kind(a).licence for a in layout.all_arrays},
+    }
+
+
+def _create_arrays(group: zarr.Group, layout: Layout) -> None:
+    for name in layout.all_arrays:
+        kind = array_kind(name)
+        sharded = kind.dims[-1] == "x"
+        shape = layout.shape(name)
+        group.create_array(
+            name,
+            shape=shape,
+            dtype=kind.dtype,
+            chunks=layout.chunks(name) if sharded else (SHARD_SAMPLES, *shape[1:]),
+            shards=(SHARD_SAMPLES, *shape[1:]) if sharded else None,
+            compressors=[_COMPRESSOR],
+            fill_value=kind.nodata if kind.nodata is not None else 0,
+            dimension_names=list(kind.dims),
+            attributes={"description": kind.description, "licence": kind.licence,
+                        "nodata": _json_nodata(kind.nodata)},
+            config={"write_empty_chunks": True},
+        )
+
+
+def shard_file(group_dir: Path, array: zarr.Array, shard: int) -> Path:
+    """Path of the file that holds shard ``shard`` (samples 64·k … 64·k + 63) of an array."""
+    return group_dir / array.basename / array.metadata.encode_chunk_key((shard,) + (0,) * (array.ndim - 1))
+
+
+class SplitWriter:
+    """The only writer of a split: creates the group, writes whole shards atomically, finalises.
+
+    Each shard is written in one go (all its samples, one file per array, each written under a
+    temporary name then renamed), then its index fragment, then its commit marker. A killed writer
+    leaves only whole files; shards without a marker are simply written again.
+
+    Example:
+        >>> w = SplitWriter(root, "nol", Layout(64, 4, 264, 264, ("s2", "s1", "dw")), {"source": "x"})
+        >>> for k in w.pending_shards(): w.write_shard(k, arrays, index)   # doctest: +SKIP
+        >>> w.finalize()                                                     # doctest: +SKIP
+    """
+
+    def __init__(self, root: Path, split: str, layout: Layout, provenance: Mapping[str, Any],
+                 overwrite: bool = False) -> None:
+        self.root = Path(root)
+        self.split = check_split_name(split)
+        self.layout = layout
+        self.group_dir = split_path(self.root, split)
+        self.work = work_path(self.root, split)
+        if self.root.exists() and not self.root.is_dir():
+            raise NoldoError(f"output path {self.root} exists and is not a directory")
+        if (self.group_dir / "zarr.json").exists():
+            existing = stored_layout(self.root, split)
+            if existing == layout:
+                log.info("resuming %s", self.group_dir)
+            elif overwrite:
+                remove_split(self.root, split)
+            else:
+                raise NoldoError(f"{self.group_dir} already holds a different {split} split "
+                                 f"({_describe(existing)}, asked for {_describe(layout)}); "
+                                 "pass --overwrite to replace it")
+        if not (self.group_dir / "zarr.json").exists():
+            self._create(provenance)
+        self.group = zarr.open_group(zarr.storage.LocalStore(self.group_dir), mode="r+")
+        remove_partials(self.group_dir)
+
+    def _create(self, provenance: Mapping[str, Any]) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+        index_path(self.root, self.split).unlink(missing_ok=True)
+        staging = self.group_dir.with_name(self.group_dir.name + ".creating")
+        shutil.rmtree(staging, ignore_errors=True)
+        group = zarr.create_group(zarr.storage.LocalStore(staging), zarr_format=3,
+                                  attributes=split_attributes(self.split, self.layout, provenance))
+        _create_arrays(group, self.layout)
+        staging.rename(self.group_dir)  # the group appears complete or not at all
+
+    def _marker(self, shard: int) -> Path:
+        return self.work / f"shard-{shard:05d}.json"
+
+    def _fragment(self, shard: int) -> Path:
+        return self.work / f"index-{shard:05d}.parquet"
+
+    def shard_done(self, shard: int) -> bool:
+        """True if the shard was committed and all its files are still there."""
+        marker = self._marker(shard)
+        if not marker.exists():
+            return False
+        files = json.loads(marker.read_text())["files"]
+        return all((self.root / rel).exists() for rel in files)
+
+    def pending_shards(self) -> list[int]:
+        """Shards still to write, in order."""
+        return [k for k in range(self.layout.shards) if not self.shard_done(k)]
+
+    def write_shard(self, shard: int, arrays: Mapping[str, np.ndarray], index: pd.DataFrame) -> None:
+        """Write all arrays of one shard, its index rows, then its commit marker.
+
+        ``arrays`` maps every array of the layout to the shard's samples (leading axis); ``index`` has
+        one row per sample with at least a ``sample`` id column.
+        """
+        start, stop = self.layout.shard_range(shard)
+        n = stop - start
+        if set(arrays) != set(self.layout.all_arrays):
+            raise NoldoError(f"shard {shard}: arrays {sorted(arrays)} differ from {sorted(self.layout.all_arrays)}")
+        if len(index) != n or "sample" not in index.columns:
+            raise NoldoError(f"shard {shard}: the index needs {n} rows with a 'sample' column")
+        files: dict[str, list] = {}
+        for name in self.layout.all_arrays:
+            data = np.asarray(arrays[name])
+            kind = array_kind(name)
+            if data.shape != self.layout.shape(name, n) or data.dtype != np.dtype(kind.dtype):
+                raise NoldoError(f"shard {shard}: {name} is {data.dtype}{list(data.shape)}, expected "
+                                 f"{kind.dtype}{list(self.layout.shape(name, n))}")
+            array = self.group[name]
+            array[start:stop] = data
+            path = shard_file(self.group_dir, array, shard)
+            files[str(path.relative_to(self.root))] = [path.stat().st_size, sha256_file(path)]
+        frame = index.reset_index(drop=True).assign(shard=shard, row_in_shard=np.arange(n))
+        self.work.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self._fragment(shard), frame.to_parquet(index=False))
+        atomic_write_json(self._marker(shard), {"shard": shard, "samples": [start, stop], "files": files})
+
+    def finalize(self, **provenance: Any) -> dict[str, Any]:
+        """Write the Parquet index and the manifest once every shard is committed."""
+        from noldo.manifest import write_manifest
+
+        missing = self.pending_shards()
+        if missing:
+            raise NoldoError(f"cannot finalise {self.split}: shards {missing[:5]} are not written yet")
+        frames = [pd.read_parquet(self._fragment(k)) for k in range(self.layout.shards)]
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"sample": []})
+        atomic_write_bytes(index_path(self.root, self.split), table.to_parquet(index=False))
+        if provenance:
+            attrs = dict(self.group.attrs)
+            self.group.attrs["provenance"] = {**attrs["provenance"], **provenance}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata")
+            zarr.consolidate_metadata(zarr.storage.LocalStore(self.group_dir))
+        known = {}
+        for k in range(self.layout.shards):
+            known.update(json.loads(self._marker(k).read_text())["files"])
+        return write_manifest(self.root, known_hashes=known)
+
+
+def _describe(layout: Layout | None) -> str:
+    if layout is None:
+        return "unknown layout"
+    return (f"{layout.samples} samples, {layout.seasons} seasons, {layout.height}×{layout.width}, "
+            f"arrays {'/'.join(layout.arrays)}")
+
+
+def remove_split(root: Path, split: str) -> None:
+    """Delete a split: its group, index and build state."""
+    shutil.rmtree(split_path(root, split), ignore_errors=True)
+    shutil.rmtree(work_path(root, split), ignore_errors=True)
+    index_path(root, split).unlink(missing_ok=True)
+
+
+def list_splits(root: Path) -> list[str]:
+    """Names of the splits in a store, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise NoldoError(f"{root} is not a noldo store (no such directory)")
+    return sorted(p.name[: -len(".zarr")] for p in root.glob("*.zarr") if (p / "zarr.json").is_file())
+
+
+def read_attributes(root: Path, split: str) -> dict[str, Any]:
+    """Group attributes of a split, read straight from its ``zarr.json``."""
+    path = split_path(root, split) / "zarr.json"
+    if not path.is_file():
+        available = ", ".join(list_splits(root)) or "none"
+        raise NoldoError(f"no split {split!r} in {root} (splits: {available})")
+    try:
+        return json.loads(path.read_text())["attributes"]
+    except (ValueError, KeyError) as exc:
+        raise NoldoError(f"{path} is not valid Zarr metadata ({exc}); re-create or re-download the store") from None
+
+
+def stored_layout(root: Path, split: str) -> Layout | None:
+    """The layout recorded in a split's attributes (None if it has none)."""
+    layout = read_attributes(root, split).get("layout")
+    return Layout.from_json(layout) if layout else None
+
+
+def check_schema(attrs: Mapping[str, Any], where: Path) -> None:
+    """Refuse stores written by a newer noldo schema."""
+    version = attrs.get("schema_version")
+    if not isinstance(version, int):
+        raise NoldoError(f"{where} has no schema_version; it was not written by noldo")
+    if version > SCHEMA_VERSION:
+        raise NoldoError(f"{where} uses store schema {version}, newer than this noldo supports "
+                         f"({SCHEMA_VERSION}); upgrade noldo: pip install -U noldo")
+
+
+def open_split(root: Path, split: str = "nol", chunks: Mapping[str, int] | None = None):
+    """Open a split as a lazy :class:`xarray.Dataset` with named dims and band/season/sample coordinates.
+
+    Example:
+        >>> ds = noldo.open("demo-data", "nol")
+        >>> ds.s2.sel(band="B4").isel(sample=0, season=2).values  # doctest: +SKIP
+    """
+    import xarray as xr
+
+    attrs = read_attributes(root, split)
+    check_schema(attrs, split_path(root, split))
+    ds = xr.open_zarr(split_path(root, split), consolidated=None,
+                      chunks=dict(chunks) if chunks is not None else {"sample": SHARD_SAMPLES})
+    coords: dict[str, Any] = {
+        "band": [b.name for b in catalog.S2_BANDS],
+        "polarization": [b.name for b in catalog.S1_BANDS],
+        "season": [s["name"] for s in attrs["seasons"]],
+    }
+    index = index_path(root, split)
+    if index.is_file():
+        coords["sample"] = pd.read_parquet(index, columns=["sample"])["sample"].to_numpy()
+    return ds.assign_coords({k: v for k, v in coords.items() if k in ds.dims})
+
+
+def describe(root: Path) -> dict[str, Any]:
+    """A JSON-ready summary: per split, sample count and each array's shape, dtype, bytes and stored bytes."""
+    root = Path(root)
+    splits = {}
+    for split in list_splits(root):
+        attrs = read_attributes(root, split)
+        check_schema(attrs, split_path(root, split))
+        group = zarr.open_group(zarr.storage.LocalStore(split_path(root, split), read_only=True), mode="r")
+        arrays = {}
+        for name, array in sorted(group.arrays()):
+            stored = sum(f.stat().st_size for f in (split_path(root, split) / name).rglob("*") if f.is_file())
+            arrays[name] = {"dims": list(array.metadata.dimension_names or ()), "shape": list(array.shape),
+                            "dtype": str(array.dtype), "bytes": int(array.nbytes), "stored_bytes": stored}
+        layout = attrs.get("layout", {})
+        splits[split] = {"samples": next(iter(arrays.values()))["shape"][0] if arrays else 0,
+                         "seasons": layout.get("seasons"), "height": layout.get("height"),
+                         "width": layout.get("width"), "source": attrs.get("provenance", {}).get("source"),
+                         "arrays": arrays}
+    return {"root": str(root), "splits": splits}
+
+
+def georef_arrays(grids: Sequence[Grid]) -> dict[str, np.ndarray]:
+    """The per-sample georeference arrays (``crs_epsg``, ``center_lon``, ``center_lat``, ``transform``)."""
+    centres = np.array([g.center_lonlat() for g in grids], dtype="float64").reshape(-1, 2)
+    return {
+        "crs_epsg": np.array([g.epsg for g in grids], dtype="int32"),
+        "center_lon": centres[:, 0].copy(),
+        "center_lat": centres[:, 1].copy(),
+        "transform": np.array([g.affine for g in grids], dtype="float64").reshape(-1, 6),
+    }

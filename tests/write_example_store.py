@@ -1,0 +1,45 @@
+"""Write a small store of random arrays through the store API: a fixture for tests (and `make demo`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from noldo.grid import sample_grid
+from noldo.store import Layout, SplitWriter, georef_arrays
+
+
+def example_arrays(layout: Layout, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic random arrays for every array of ``layout`` (georeference from real grids)."""
+    rng = np.random.default_rng(seed)
+    n = layout.samples
+    grids = [sample_grid(11.0 + 0.05 * i, 48.0 + 0.01 * (i % 7), layout.height) for i in range(n)]
+    arrays = {
+        "s2": rng.integers(1, 5000, layout.shape("s2"), dtype="uint16"),
+        "s1": rng.normal(-15, 5, layout.shape("s1")).astype("float32"),
+        "dw": rng.integers(0, 9, layout.shape("dw"), dtype="uint8"),
+        "osm": rng.integers(0, 14, layout.shape("osm"), dtype="uint8"),
+        "truth": rng.integers(0, 9, layout.shape("truth"), dtype="uint8"),
+    }
+    return {**{k: arrays[k] for k in layout.arrays}, **georef_arrays(grids)}
+
+
+def write_example_store(root: Path, samples: int = 70, seasons: int = 4, size: int = 32, split: str = "nol",
+                        arrays: tuple[str, ...] = ("s2", "s1", "dw"), seed: int = 0) -> dict[str, np.ndarray]:
+    """Write a finished split of random data; returns the arrays written."""
+    layout = Layout(samples, seasons, size, size, arrays)
+    data = example_arrays(layout, seed)
+    writer = SplitWriter(root, split, layout, {"source": "example", "command": f"example-store {root}"})
+    for shard in writer.pending_shards():
+        start, stop = layout.shard_range(shard)
+        index = pd.DataFrame({"sample": [f"{split}-{i:07d}" for i in range(start, stop)]})
+        writer.write_shard(shard, {k: v[start:stop] for k, v in data.items()}, index)
+    writer.finalize()
+    return data
+
+
+if __name__ == "__main__":
+    write_example_store(Path(sys.argv[1]))
