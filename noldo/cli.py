@@ -11,6 +11,7 @@ import click
 
 from noldo import __version__
 from noldo.errors import NoldoError
+from noldo.sources import SOURCES
 
 log = logging.getLogger("noldo")
 
@@ -67,6 +68,59 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
 
 
 @cli.command()
+@click.option("--region", required=True, metavar="REGION",
+              help="A built-in place (see `noldo regions`), a bbox W,S,E,N in degrees, a GeoJSON file "
+                   "(Polygon/MultiPolygon/FeatureCollection) or a CSV table with columns lon,lat[,id].")
+@click.option("--source", type=click.Choice(SOURCES), required=True,
+              help="Where pixels come from: `synthetic` simulates imagery and noisy labels with known truth "
+                   "(no network; the demo).")
+@click.option("--split", default="nol", show_default=True,
+              help="The split to build: `nol` has 4 seasons, other splits one.")
+@click.option("--out", "root", required=True, type=click.Path(path_type=Path), help="The store directory ROOT.")
+@click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Accepted samples to build; candidates are drawn until this many pass.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the candidate locations and sources.")
+@click.option("--tile-size", default=264, show_default=True, type=click.IntRange(min=8), help="Pixels per side.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Parallel fetch tasks on this machine (threads).")
+@click.option("--scheduler", metavar="ADDRESS", help="Run fetch tasks on a dask.distributed cluster instead, "
+                                                     "e.g. tcp://10.0.0.5:8786.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing build of this split made with other arguments.")
+@click.option("--noise", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="synthetic: fraction of pixels whose label is swapped for a confused class [default: 0.2].")
+@click.pass_context
+def build(ctx: click.Context, region: str, source: str, split: str, root: Path, samples: int, seed: int,
+          tile_size: int, workers: int, scheduler: str | None, overwrite: bool, noise: float | None) -> None:
+    """Build a split of a store, or resume it: re-running the same command continues where it stopped.
+
+    \b
+    Examples:
+      noldo build --region demo --source synthetic --out demo-data --samples 64
+      noldo build --region 11.3,47.9,11.7,48.2 --source synthetic --out munich --samples 200 --workers 4
+
+    Prints a JSON summary on stdout (samples, rejections with reasons, requests, bytes, seconds).
+    """
+    from noldo.build import BuildSpec
+    from noldo.build import build as run_build
+
+    options = {"noise": noise} if noise is not None else {}
+    spec = BuildSpec(region, source, split, samples, seed, tile_size, options)
+    summary = run_build(spec, root, workers=workers, scheduler=scheduler, overwrite=overwrite,
+                        progress=_progress(ctx))
+    click.echo(json.dumps(summary, indent=2))
+
+
+@cli.command()
+def regions() -> None:
+    """List the built-in places usable as --region (name, bbox W,S,E,N, description)."""
+    from noldo.regions import places
+
+    for place in places().values():
+        bbox = ",".join(f"{v:g}" for v in place.bbox)
+        click.echo(f"{place.name:<14} {bbox:<34} {place.description}")
+
+
+@cli.command()
 @ROOT
 def info(root: Path) -> None:
     """Describe a store as JSON: splits, samples, and per array its shape, dtype and bytes.
@@ -115,6 +169,19 @@ def manifest(root: Path) -> None:
         raise NoldoError(f"{root} holds no noldo splits (no <split>.zarr groups)")
     result = write_manifest(root)
     click.echo(json.dumps({"files": len(result["files"]), "total_bytes": result["total_bytes"]}))
+
+
+@cli.command()
+@ROOT
+@click.option("--split", default="nol", show_default=True, help="The split to read.")
+@click.option("--sample", default="0", show_default=True, help="Sample index (0, 1, ...) or id (e.g. nol-0000012).")
+@click.option("--season", type=int, default=None, help="Only this season (0-based); default: every season.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="The PNG to write.")
+def plot(root: Path, split: str, sample: str, season: int | None, out: Path) -> None:
+    """Render one sample to a PNG: S2 true colour, S1 VV and the label maps with their legends."""
+    from noldo.plot import save_plot
+
+    click.echo(str(save_plot(root, split, sample, season, out)))
 
 
 @cli.command()

@@ -14,7 +14,7 @@ import re
 import shutil
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -225,23 +225,27 @@ class SplitWriter:
     def _fragment(self, shard: int) -> Path:
         return self.work / f"index-{shard:05d}.parquet"
 
+    def marker(self, shard: int) -> dict[str, Any] | None:
+        """The commit marker of a shard (files, hashes and the writer's extra fields), or None."""
+        path = self._marker(shard)
+        return json.loads(path.read_text()) if path.exists() else None
+
     def shard_done(self, shard: int) -> bool:
         """True if the shard was committed and all its files are still there."""
-        marker = self._marker(shard)
-        if not marker.exists():
-            return False
-        files = json.loads(marker.read_text())["files"]
-        return all((self.root / rel).exists() for rel in files)
+        marker = self.marker(shard)
+        return marker is not None and all((self.root / rel).exists() for rel in marker["files"])
 
     def pending_shards(self) -> list[int]:
         """Shards still to write, in order."""
         return [k for k in range(self.layout.shards) if not self.shard_done(k)]
 
-    def write_shard(self, shard: int, arrays: Mapping[str, np.ndarray], index: pd.DataFrame) -> None:
+    def write_shard(self, shard: int, arrays: Mapping[str, np.ndarray], index: pd.DataFrame,
+                    extra: Mapping[str, Any] | None = None) -> None:
         """Write all arrays of one shard, its index rows, then its commit marker.
 
-        ``arrays`` maps every array of the layout to the shard's samples (leading axis); ``index`` has
-        one row per sample with at least a ``sample`` id column.
+        ``arrays`` maps every array of the layout to the shard's samples (leading axis; read one array
+        at a time, so it may load lazily); ``index`` has one row per sample with at least a ``sample``
+        column; ``extra`` is kept in the commit marker for the caller.
         """
         start, stop = self.layout.shard_range(shard)
         n = stop - start
@@ -263,7 +267,17 @@ class SplitWriter:
         frame = index.reset_index(drop=True).assign(shard=shard, row_in_shard=np.arange(n))
         self.work.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self._fragment(shard), frame.to_parquet(index=False))
-        atomic_write_json(self._marker(shard), {"shard": shard, "samples": [start, stop], "files": files})
+        atomic_write_json(self._marker(shard), {"shard": shard, "samples": [start, stop], "files": files,
+                                                **(extra or {})})
+
+    def resize(self, samples: int) -> None:
+        """Shrink the split to ``samples`` (e.g. when a region ran out of candidates) before the last shard."""
+        if samples > self.layout.samples:
+            raise NoldoError(f"cannot grow {self.split} from {self.layout.samples} to {samples} samples")
+        self.layout = replace(self.layout, samples=samples)
+        for name in self.layout.all_arrays:
+            self.group[name].resize(self.layout.shape(name))
+        self.group.attrs["layout"] = self.layout.to_json()
 
     def finalize(self, **provenance: Any) -> dict[str, Any]:
         """Write the Parquet index and the manifest once every shard is committed."""

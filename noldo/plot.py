@@ -1,0 +1,118 @@
+"""Render one sample of a store: S2 true colour, S1 VV, label maps with their official colours and legend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from noldo import catalog
+from noldo.errors import NoldoError
+from noldo.store import index_path, read_attributes, split_path
+
+_S1_RANGE_DB = (-25.0, 0.0)
+_LABEL_ARRAYS = {"dw": catalog.DW_CLASSES, "truth": catalog.DW_CLASSES, "osm": catalog.OSM_CLASSES}
+_TITLES = {"dw": "Dynamic World labels", "truth": "truth (simulated)", "osm": "OpenStreetMap land use"}
+
+
+def true_colour(s2: np.ndarray, white: float = 3000.0) -> np.ndarray:
+    """(13, H, W) L1C DN → (H, W, 3) RGB in [0, 1]: B4, B3, B2 scaled so ``white`` DN is white, gamma 1.3."""
+    rgb = s2[[3, 2, 1]].astype("float32").transpose(1, 2, 0)
+    return np.clip(rgb / white, 0, 1) ** (1 / 1.3)
+
+
+def label_colours(labels: np.ndarray, legend: tuple[catalog.LandCoverClass, ...]) -> np.ndarray:
+    """Class map → (H, W, 3) RGB with the legend's colours; values outside the legend are light grey."""
+    lut = np.full((256, 3), 0.85, dtype="float32")
+    for cls in legend:
+        lut[cls.value] = [int(cls.colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    return lut[labels]
+
+
+def _resolve(root: Path, split: str, sample: str | int) -> tuple[int, str]:
+    ids = pd.read_parquet(index_path(root, split), columns=["sample"])["sample"].tolist()
+    if isinstance(sample, str) and not sample.lstrip("-").isdigit():
+        if sample not in ids:
+            raise NoldoError(f"no sample {sample!r} in {split} (ids look like {ids[0]!r})")
+        return ids.index(sample), sample
+    i = int(sample)
+    if not 0 <= i < len(ids):
+        raise NoldoError(f"sample index {i} is outside 0–{len(ids) - 1} of split {split}")
+    return i, ids[i]
+
+
+def plot_sample(root: Path, split: str = "nol", sample: str | int = 0, season: int | None = None):
+    """A matplotlib Figure of one sample: a row per season (or only ``season``), label legends below.
+
+    Example:
+        >>> plot_sample("demo-data", "nol", 0).savefig("sample.png")  # doctest: +SKIP
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    root = Path(root)
+    attrs = read_attributes(root, split)
+    i, sample_id = _resolve(root, split, sample)
+    group = zarr.open_group(zarr.storage.LocalStore(split_path(root, split), read_only=True), mode="r")
+    names = [a for a, _ in group.arrays()]
+    seasons = [s["name"] for s in attrs["seasons"]]
+    if season is not None and not 0 <= season < len(seasons):
+        raise NoldoError(f"season {season} is outside 0–{len(seasons) - 1} of split {split}")
+    rows = [season] if season is not None else list(range(len(seasons)))
+    per_season = [a for a in ("s2", "s1", "dw") if a in names]
+    static = [a for a in ("truth", "osm") if a in names]
+    columns = len(per_season) + len(static)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(3.2 * columns, 3.5 * len(rows) + 1.2), squeeze=False)
+    lon, lat = float(group["center_lon"][i]), float(group["center_lat"][i])
+    fig.suptitle(f"{sample_id} ({split}) at {lat:.4f}°, {lon:.4f}° · EPSG:{int(group['crs_epsg'][i])}")
+    for r, t in enumerate(rows):
+        for c, name in enumerate(per_season):
+            data = group[name][i, t]
+            ax = axes[r, c]
+            if name == "s2":
+                ax.imshow(true_colour(data))
+                ax.set_title(f"S2 true colour · {seasons[t]}")
+            elif name == "s1":
+                ax.imshow(np.nan_to_num(data[0], nan=_S1_RANGE_DB[0]), cmap="gray", vmin=_S1_RANGE_DB[0],
+                          vmax=_S1_RANGE_DB[1])
+                ax.set_title(f"S1 VV (dB) · {seasons[t]}")
+            else:
+                ax.imshow(label_colours(data, _LABEL_ARRAYS[name]), interpolation="nearest")
+                ax.set_title(f"{_TITLES[name]} · {seasons[t]}")
+        for c, name in enumerate(static, start=len(per_season)):
+            ax = axes[r, c]
+            if r == 0:
+                ax.imshow(label_colours(group[name][i], _LABEL_ARRAYS[name]), interpolation="nearest")
+                ax.set_title(_TITLES[name])
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if not ax.images:
+            ax.set_axis_off()
+    legends = {"Dynamic World": catalog.DW_CLASSES} if {"dw", "truth"} & set(names) else {}
+    if "osm" in names:
+        legends["OpenStreetMap"] = catalog.OSM_CLASSES
+    handles = [Patch(color=cls.colour, label=f"{cls.value} {cls.name}") for legend in legends.values()
+               for cls in legend]
+    handles.append(Patch(color="#D9D9D9", label="nodata / no label"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize="small", frameon=False)
+    legend_inches = 0.2 + 0.22 * -(-len(handles) // 5)
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1 - 0.4 / fig.get_figheight()))
+    return fig
+
+
+def save_plot(root: Path, split: str, sample: str | int, season: int | None, out: Path) -> Path:
+    """Render a sample to a PNG file."""
+    import matplotlib.pyplot as plt
+
+    fig = plot_sample(root, split, sample, season)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

@@ -1,0 +1,76 @@
+"""Data sources: each takes a candidate sample's grid and seasons and returns numpy arrays plus provenance.
+
+A source is one module with a class that has ``arrays`` (the image arrays it fills), ``plan`` (the
+per-sample search: which scenes, or why the sample is rejected) and ``fetch`` (the pixels of one
+modality on the sample's grid). Sources never write the store; the shard writer does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Protocol
+
+import numpy as np
+
+from noldo.errors import NoldoError
+from noldo.regions import Candidate
+
+
+class Rejected(Exception):
+    """Raised by a source when a sample cannot be used; the reason is recorded in the build summary."""
+
+
+@dataclass
+class Plan:
+    """What a source found for one sample: provenance columns and whatever ``fetch`` needs next."""
+
+    meta: dict[str, Any]
+    context: Any = None
+    requests: int = 0
+
+
+@dataclass
+class Fetched:
+    """The pixels of one modality of one sample, with provenance columns and request statistics."""
+
+    array: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    requests: int = 0
+
+
+class Source(Protocol):
+    """The protocol every source implements."""
+
+    name: str
+    arrays: tuple[str, ...]
+
+    def plan(self, candidate: Candidate) -> Plan: ...
+
+    def fetch(self, candidate: Candidate, plan: Plan, array: str) -> Fetched: ...
+
+
+SOURCES = ("synthetic",)
+
+
+def make_source(name: str, options: Mapping[str, Any]) -> Source:
+    """A source by name, configured with ``options`` (the source-specific build options)."""
+    if name == "synthetic":
+        from noldo.sources.synthetic import SyntheticSource
+
+        return SyntheticSource(**options)
+    raise NoldoError(f"unknown source {name!r}; choose one of {', '.join(SOURCES)}")
+
+
+@lru_cache(maxsize=8)
+def _cached_source(name: str, options: tuple[tuple[str, Any], ...]) -> Source:
+    return make_source(name, dict(options))
+
+
+def source_for(spec: Mapping[str, Any]) -> Source:
+    """The source described by ``{"name": ..., "options": {...}}``, created once per process.
+
+    Build tasks receive this small picklable spec, so they also run on dask.distributed workers.
+    """
+    return _cached_source(spec["name"], tuple(sorted(spec["options"].items())))
