@@ -19,10 +19,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 demo: $(VENV)/.installed
 	$(BIN)/noldo --version
-	$(BIN)/noldo catalog | head -n 20
-	$(BIN)/python tests/write_example_store.py $(DEMO)
-	$(BIN)/noldo info $(DEMO)
+	$(BIN)/noldo build --region demo --source synthetic --out $(DEMO) --samples 64
 	$(BIN)/noldo verify $(DEMO)
+	$(BIN)/noldo info $(DEMO)
+	$(BIN)/noldo plot $(DEMO) --sample 0 --out $(DEMO)-plots/sample-0.png
 
 test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -27,11 +27,12 @@ from tqdm.auto import tqdm
 from noldo.catalog import SHARD_SAMPLES, split_info
 from noldo.errors import NoldoError
 from noldo.files import atomic_write_bytes, atomic_write_json
-from noldo.regions import Candidate, capacity, candidates, parse_region
+from noldo.regions import Candidate, candidates, capacity, parse_region
 from noldo.sources import Rejected, source_for
 from noldo.store import Layout, SplitWriter, georef_arrays, remove_split, stored_layout, work_path
 
 log = logging.getLogger(__name__)
+SCHEDULER_TIMEOUT = "10s"
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def _executor(workers: int, scheduler: str | None) -> tuple[Callable[..., Any], 
         try:
             from distributed import Client
 
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as exc:
             raise NoldoError(f"cannot connect to the dask scheduler at {scheduler}: {exc}") from None
         slots = max(1, sum(client.nthreads().values()))
@@ -204,11 +205,10 @@ def build(spec: BuildSpec, root: Path, *, workers: int = 2, scheduler: str | Non
     state = work_path(root, spec.split)
     record = {**asdict(spec), "region": region.spec}
     previous = json.loads((state / "build.json").read_text()) if (state / "build.json").exists() else None
-    if previous is not None and previous != record:
-        if not overwrite:
-            changed = ", ".join(k for k in record if previous.get(k) != record[k])
-            raise NoldoError(f"{root} holds a {spec.split} build with different arguments ({changed}); "
-                             "re-run the original command to resume it, or pass --overwrite to replace it")
+    if previous is not None and previous != record and not overwrite:
+        changed = ", ".join(k for k in record if previous.get(k) != record[k])
+        raise NoldoError(f"{root} holds a {spec.split} build with different arguments ({changed}); "
+                         "re-run the original command to resume it, or pass --overwrite to replace it")
     if overwrite:
         remove_split(root, spec.split)
         previous = None

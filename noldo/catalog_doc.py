@@ -128,6 +128,8 @@ def _sections() -> list[str]:
                  ((k.value, k.name, _swatch(k.colour), "ignored (255)" if k.dw_value is None
                    else f"{k.dw_value} {dw_names[k.dw_value]}") for k in c.DFC2020_CLASSES)),
 
+        _synthetic_section(),
+
         "## Sample grid\n\n"
         f"Every modality of a sample is fetched or rasterised onto one grid: the UTM zone of the sample "
         f"centre (EPSG 326zz north, 327zz south, with the south-west Norway zone 32 and the Svalbard zones "
@@ -141,6 +143,49 @@ def _sections() -> list[str]:
         "\n\nThe published NoLDO-S12 files are distributed under the terms of the "
         f"[{c.HF_REPO}](https://huggingface.co/datasets/{c.HF_REPO}) dataset card.",
     ]
+
+
+def _synthetic_section() -> str:
+    from noldo.sources import synthetic as syn
+
+    names = [k.name for k in c.DW_CLASSES]
+
+    def confusions(row) -> str:
+        return ", ".join(f"{names[j]} {p:.0%}" for j, p in sorted(enumerate(row), key=lambda x: -x[1]) if p > 0)
+
+    rows = ((names[k], syn.PATCH_SIGMA[k], f"{syn.SUMMER[k, 3]:.0f} / {syn.SUMMER[k, 7]:.0f} / {syn.SUMMER[k, 11]:.0f}",
+             f"{syn.WINTER[k, 3]:.0f} / {syn.WINTER[k, 7]:.0f} / {syn.WINTER[k, 11]:.0f}",
+             f"{syn.S1_DB[k, 0]:g} / {syn.S1_DB[k, 1]:g}", confusions(syn.CONFUSION[k])) for k in range(syn.K))
+    return (
+        "## The synthetic source (simulated data)\n\n"
+        "**Everything `--source synthetic` writes is simulated; none of it is satellite data.** It exists "
+        "so that the whole pipeline runs without network access, and as a test bed for learning from noisy "
+        "labels: it stores the known truth (`truth`) beside the noisy labels (`dw`), and the measured noise "
+        "rate of every sample and season (`noise_t0` … in the index).\n\n"
+        "Per sample, deterministically from (seed, candidate index):\n\n"
+        f"1. **Truth**: a biome ({', '.join(syn.BIOMES)}; chosen with latitude-dependent odds) sets Dirichlet "
+        "class proportions; each class gets a smooth Gaussian random field with its own patch scale, and "
+        "the truth is the arg-max of fields plus log proportions: coherent patches, not white noise.\n"
+        "2. **Seasons**: the acquisition date follows the SSL4EO-S12 rule (reference date − location offset, "
+        "± 15 days). Greenness follows the day of year (peak mid-July north, mid-January south, weaker "
+        "towards the equator); cold places (|lat| > 42° or mountains) get seasonal snow on open land "
+        f"in winter. With probability {syn.SyntheticSource().cloud_probability:g} a season has clouds "
+        "(cover 5–90 %) with shadows; a season with less than "
+        f"{syn.MIN_VALID:.0%} unmasked pixels rejects the sample (reason `cloud`).\n"
+        "3. **S2 L1C**: class reflectance interpolated between the summer and winter spectra by greenness, "
+        "snow spectrum where snowy, ±6 % texture, additive path radiance (haze), cloud blending, shadow "
+        "darkening, Gaussian sensor noise (1 % + 8 DN), clipped to 1–20000.\n"
+        "4. **S1 GRD**: class σ⁰ in dB, vegetation brighter when green, wet snow −3 dB, wind on water "
+        f"(0–6 dB per date), texture, multiplicative Gamma speckle with {syn.SPECKLE_LOOKS} looks.\n"
+        "5. **Dynamic World-like labels**: the truth resampled through a smooth random displacement "
+        "(≈1.5 px, boundary errors), seasonal snow labelled `snow_and_ice`, then a fraction `--noise` "
+        "(default 0.2) of the pixels, in spatially coherent blobs, moved to a confused class drawn from "
+        "the table below (neighbouring pixels get the same wrong class), and cloud pixels (opacity > "
+        f"{syn.CLOUD_ALPHA_MASKED}) set to 255. The measured disagreement with the truth is therefore "
+        "higher than `--noise`; it is stored per season.\n\n"
+        + _table(("class", "patch σ (px)", "summer B4 / B8 / B11", "winter B4 / B8 / B11", "S1 VV / VH (dB)",
+                  "mislabelled as"), rows)
+    )
 
 
 def markdown() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -40,6 +41,12 @@ def _setup_logging(verbose: int, quiet: int) -> None:
     level = logging.WARNING + 10 * (quiet - verbose)
     logging.basicConfig(level=max(logging.DEBUG, level), format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+
+
+def _dumps(obj: object) -> str:
+    """Indented JSON with flat lists (shapes, dims) kept on one line."""
+    return re.sub(r"\[\s+([^\[\]{}]+?)\s+\]", lambda m: "[" + re.sub(r"\s*\n\s*", " ", m[1]) + "]",
+                  json.dumps(obj, indent=2))
 
 
 def _progress(ctx: click.Context) -> bool:
@@ -107,7 +114,7 @@ def build(ctx: click.Context, region: str, source: str, split: str, root: Path, 
     spec = BuildSpec(region, source, split, samples, seed, tile_size, options)
     summary = run_build(spec, root, workers=workers, scheduler=scheduler, overwrite=overwrite,
                         progress=_progress(ctx))
-    click.echo(json.dumps(summary, indent=2))
+    click.echo(_dumps(summary))
 
 
 @cli.command()
@@ -131,7 +138,7 @@ def info(root: Path) -> None:
     """
     from noldo.store import describe
 
-    click.echo(json.dumps(describe(root), indent=2))
+    click.echo(_dumps(describe(root)))
 
 
 @cli.command()

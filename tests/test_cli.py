@@ -42,3 +42,17 @@ def test_errors_are_one_line_without_traceback(tmp_path):
         assert proc.returncode == 1
         assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("error: "), proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_build_with_bad_region_is_one_line(tmp_path):
+    for region in ("12,48,11,49", "nowhere", str(tmp_path / "missing.geojson"), "11,48,200,49"):
+        result = CliRunner().invoke(cli, ["build", "--region", region, "--source", "synthetic",
+                                          "--out", str(tmp_path / "out")])
+        assert result.exit_code == 1
+        assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("error: ")
+        assert not (tmp_path / "out").exists(), "a refused build writes nothing"
+
+
+def test_regions_lists_the_gazetteer():
+    result = CliRunner().invoke(cli, ["regions"])
+    assert result.exit_code == 0 and result.output.startswith("demo ") and "helsinki" in result.output

@@ -2,9 +2,11 @@
 
 import json
 import math
+from itertools import islice
 
 import numpy as np
 import pytest
+from shapely import Point
 
 from noldo.errors import NoldoError
 from noldo.regions import MIN_SPACING_KM, candidates, capacity, parse_region, places
@@ -41,8 +43,8 @@ def test_geojson_feature_collection_and_multipolygon(tmp_path):
     path.write_text(json.dumps(fc))
     region = parse_region(str(path))
     assert region.geometry.geom_type == "MultiPolygon"
-    for c in (c for _, c in zip(range(20), candidates(region))):
-        assert region.geometry.contains(__import__("shapely").Point(c.lon, c.lat))
+    for c in islice(candidates(region), 20):
+        assert region.geometry.contains(Point(c.lon, c.lat))
 
 
 def test_csv_location_table(tmp_path):
@@ -103,9 +105,9 @@ def test_bad_region_files(tmp_path, name, content, message):
 
 def test_sampling_is_deterministic_spaced_and_inside():
     region = parse_region("demo")
-    first = [(c.lon, c.lat, c.day_offset) for _, c in zip(range(100), candidates(region, seed=3))]
-    again = [(c.lon, c.lat, c.day_offset) for _, c in zip(range(100), candidates(region, seed=3))]
-    other = [(c.lon, c.lat, c.day_offset) for _, c in zip(range(100), candidates(region, seed=4))]
+    first = [(c.lon, c.lat, c.day_offset) for c in islice(candidates(region, seed=3), 100)]
+    again = [(c.lon, c.lat, c.day_offset) for c in islice(candidates(region, seed=3), 100)]
+    other = [(c.lon, c.lat, c.day_offset) for c in islice(candidates(region, seed=4), 100)]
     assert first == again and first != other
     points = np.array([p[:2] for p in first])
     west, south, east, north = region.geometry.bounds

@@ -1,8 +1,7 @@
-"""Write a small store of random arrays through the store API: a fixture for tests (and `make demo`)."""
+"""Write a small store of random arrays through the store API: a fixture for tests."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,3 @@ def write_example_store(root: Path, samples: int = 70, seasons: int = 4, size: i
     writer.finalize()
     return data
 
-
-if __name__ == "__main__":
-    write_example_store(Path(sys.argv[1]))

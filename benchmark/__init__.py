@@ -1,0 +1,1 @@
+"""benchmark: CromSS pretraining and transfer evaluation on NoLDO-S12 stores (PyTorch)."""

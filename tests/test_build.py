@@ -1,0 +1,131 @@
+"""`noldo build`: the demo build, resume after SIGKILL, dask.distributed, argument checks."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from click.testing import CliRunner
+
+from noldo.build import BuildSpec, build
+from noldo.cli import cli
+from noldo.errors import NoldoError
+from noldo.verify import verify
+
+SMALL = {"region": "demo", "source": "synthetic", "samples": 70, "tile_size": 32}
+
+
+def assert_same_arrays(a, b):
+    ga, gb = zarr.open_group(a / "nol.zarr", mode="r"), zarr.open_group(b / "nol.zarr", mode="r")
+    names = sorted(n for n, _ in ga.arrays())
+    assert names == sorted(n for n, _ in gb.arrays())
+    for name in names:
+        np.testing.assert_array_equal(ga[name][:], gb[name][:], err_msg=name)
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "nol.parquet"), pd.read_parquet(b / "nol.parquet"))
+
+
+def test_demo_build_cli(tmp_path):
+    root = tmp_path / "demo"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["build", "--region", "demo", "--source", "synthetic", "--out", str(root),
+                                 "--samples", "64"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["samples"] == 64 and summary["bytes"] > 0 and summary["seconds"] > 0
+    assert runner.invoke(cli, ["verify", str(root)]).exit_code == 0
+    info = json.loads(runner.invoke(cli, ["info", str(root)]).stdout)["splits"]["nol"]
+    assert info["samples"] == 64
+    shapes = {k: (v["shape"], v["dtype"]) for k, v in info["arrays"].items()}
+    assert shapes["s2"] == ([64, 4, 13, 264, 264], "uint16")
+    assert shapes["s1"] == ([64, 4, 2, 264, 264], "float32")
+    assert shapes["dw"] == ([64, 4, 264, 264], "uint8")
+    assert shapes["truth"] == ([64, 264, 264], "uint8")
+    index = pd.read_parquet(root / "nol.parquet")
+    assert index["sample"].is_unique and {"noise_t0", "cloud_pct_t3", "biome", "date_t2"} <= set(index.columns)
+    assert (index["noise_t0"] > 0).all()
+
+
+def test_rerun_is_a_no_op_and_other_arguments_are_refused(tmp_path):
+    root = tmp_path / "s"
+    first = build(BuildSpec(**SMALL), root)
+    again = build(BuildSpec(**SMALL), root)
+    assert again["resumed_shards"] == 2 and again["samples"] == first["samples"] == 70
+    with pytest.raises(NoldoError, match=r"different arguments \(seed\).*--overwrite"):
+        build(BuildSpec(**SMALL, seed=1), root)
+    assert verify(root)[0] == []
+    replaced = build(BuildSpec(**{**SMALL, "samples": 5}, seed=1), root, overwrite=True)
+    assert replaced["samples"] == 5 and verify(root)[0] == []
+
+
+def test_region_too_small_is_refused(tmp_path):
+    with pytest.raises(NoldoError, match="holds about .* samples"):
+        build(BuildSpec("kotka", "synthetic", samples=50, tile_size=16), tmp_path)
+    assert not (tmp_path / "nol.zarr").exists()
+
+
+def test_location_table_and_exhaustion(tmp_path):
+    table = tmp_path / "points.csv"
+    table.write_text("lon,lat,id\n" + "".join(f"{11 + i * 0.1},{48 + (i % 3) * 0.1},{i}\n" for i in range(5)))
+    summary = build(BuildSpec(str(table), "synthetic", samples=5, tile_size=16), tmp_path / "t")
+    index = pd.read_parquet(tmp_path / "t" / "nol.parquet")
+    accepted = summary["samples"]
+    assert accepted + summary["rejected"]["total"] == 5 and len(index) == accepted
+    assert index["sample"].str.fullmatch(r"nol-000000\d").all()
+
+
+def test_dask_scheduler_gives_identical_arrays(tmp_path):
+    from distributed import LocalCluster
+
+    build(BuildSpec(**SMALL), tmp_path / "threads", workers=2)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        summary = build(BuildSpec(**SMALL), tmp_path / "dask", scheduler=cluster.scheduler_address)
+    assert summary["samples"] == 70
+    assert_same_arrays(tmp_path / "threads", tmp_path / "dask")
+
+
+def test_bad_scheduler_address(tmp_path, monkeypatch):
+    monkeypatch.setattr("noldo.build.SCHEDULER_TIMEOUT", "1s")
+    with pytest.raises(NoldoError, match="cannot connect to the dask scheduler"):
+        build(BuildSpec(**SMALL), tmp_path, scheduler="tcp://127.0.0.1:9")
+
+
+def _run_and_kill(root, args, wait_for):
+    """Start `noldo build`, SIGKILL it as soon as ``wait_for(root)`` holds; True if it was killed."""
+    child = subprocess.Popen([sys.executable, "-m", "noldo", "build", *args, "--out", str(root)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while child.poll() is None and not wait_for(root) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    killed = child.poll() is None
+    if killed:
+        os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    return killed
+
+
+def test_sigkill_and_resume_gives_identical_arrays(tmp_path):
+    args = ["--region", "demo", "--source", "synthetic", "--samples", "150", "--tile-size", "48", "--workers", "2"]
+    reference = tmp_path / "reference"
+    assert subprocess.run([sys.executable, "-m", "noldo", "build", *args, "--out", str(reference)],
+                          capture_output=True).returncode == 0
+    root = tmp_path / "killed"
+
+    def units(n):
+        return lambda r: len(list((r / ".noldo/nol/units").glob("*.npz"))) >= n
+
+    def shards(n):
+        return lambda r: len(list((r / ".noldo/nol").glob("shard-*.json"))) >= n
+
+    kills = sum(_run_and_kill(root, args, cond) for cond in (units(10), shards(1), units(30), shards(2)))
+    assert kills >= 3, "the build finished before it could be interrupted"
+    done = subprocess.run([sys.executable, "-m", "noldo", "build", *args, "--out", str(root)], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["resumed_shards"] >= 1
+    assert_same_arrays(reference, root)
+    assert verify(root)[0] == []

@@ -1,0 +1,106 @@
+"""The synthetic source: deterministic, plausible, and its label noise is what it says."""
+
+
+from itertools import islice
+
+import numpy as np
+import pytest
+
+from noldo.regions import candidates, parse_region
+from noldo.sources import Rejected
+from noldo.sources.synthetic import CONFUSION, K, SyntheticSource
+
+
+def first_accepted(source, n=1, size=96, lat_region="demo"):
+    found = []
+    for c in candidates(parse_region(lat_region), seed=0, tile_size=size):
+        try:
+            found.append((c, source.plan(c)))
+        except Rejected:
+            continue
+        if len(found) == n:
+            return found
+    raise AssertionError("no accepted candidate")
+
+
+def render(source, candidate, plan):
+    return {a: source.fetch(candidate, plan, a) for a in source.arrays}
+
+
+def test_deterministic_and_typed():
+    source = SyntheticSource(seed=5)
+    (c, plan), = first_accepted(source)
+    a, b = render(source, c, plan), render(SyntheticSource(seed=5), c, SyntheticSource(seed=5).plan(c))
+    for name in source.arrays:
+        np.testing.assert_array_equal(a[name].array, b[name].array)
+    assert a["s2"].array.shape == (4, 13, 96, 96) and a["s2"].array.dtype == np.uint16
+    assert a["s1"].array.shape == (4, 2, 96, 96) and a["s1"].array.dtype == np.float32
+    assert a["dw"].array.shape == (4, 96, 96) and a["dw"].array.dtype == np.uint8
+    assert a["truth"].array.shape == (96, 96) and a["truth"].array.max() < K
+    assert a["s2"].array.min() >= 1, "0 is nodata in S2"
+    assert np.isfinite(a["s1"].array).all() and -45 < a["s1"].array.mean() < 5
+
+
+def test_truth_is_spatially_coherent_not_white_noise():
+    source = SyntheticSource(seed=1)
+    for _, plan in first_accepted(source, n=5):
+        truth = plan.context.truth
+        same = np.mean(truth[:, 1:] == truth[:, :-1])
+        assert same > 0.9, "neighbouring pixels should mostly share the class"
+
+
+def test_noise_level_controls_label_noise():
+    rates = []
+    for noise in (0.0, 0.2, 0.5):
+        source = SyntheticSource(noise=noise, seed=2, cloud_probability=0)
+        measured = []
+        for c, plan in first_accepted(source, n=4):
+            dw = source.fetch(c, plan, "dw")
+            truth = plan.context.truth
+            for t in range(4):
+                valid = dw.array[t] != 255
+                rate = np.mean(dw.array[t][valid] != truth[valid])
+                assert rate == pytest.approx(dw.meta[f"noise_t{t}"], abs=1e-4)
+                measured.append(rate)
+        rates.append(np.mean(measured))
+    assert rates[0] < rates[1] < rates[2]
+    assert rates[0] < 0.15, "without class confusion only boundaries and snow differ"
+
+
+def test_confusion_matrix_is_a_proper_off_diagonal_distribution():
+    np.testing.assert_allclose(CONFUSION.sum(axis=1), 1)
+    assert (np.diag(CONFUSION) == 0).all() and (CONFUSION >= 0).all()
+
+
+def test_clouds_are_masked_in_labels_and_bright_in_s2():
+    source = SyntheticSource(seed=3, cloud_probability=1.0)
+    for c, plan in first_accepted(source, n=3):
+        dw, s2 = source.fetch(c, plan, "dw").array, source.fetch(c, plan, "s2").array
+        for t, season in enumerate(plan.context.seasons):
+            masked = dw[t] == 255
+            np.testing.assert_array_equal(masked, season.cloud > 0.3)
+            clear = (season.cloud == 0) & ~season.snow & (plan.context.truth != 8)
+            if masked.any() and clear.any():
+                assert s2[t, 1][masked].mean() > 2 * s2[t, 1][clear].mean()
+
+
+def test_mostly_cloudy_samples_are_rejected_with_a_reason():
+    source = SyntheticSource(seed=0, cloud_probability=1.0)
+    reasons = []
+    for c in islice(candidates(parse_region("demo"), tile_size=48), 30):
+        try:
+            source.plan(c)
+        except Rejected as exc:
+            reasons.append(str(exc))
+    assert reasons and all(r.startswith("cloud: season t") for r in reasons)
+
+
+def test_vegetation_greens_up_in_summer():
+    source = SyntheticSource(seed=4, cloud_probability=0)
+    (c, plan), = first_accepted(source)
+    s2 = source.fetch(c, plan, "s2").array.astype(float)
+    ndvi = (s2[:, 7] - s2[:, 3]) / (s2[:, 7] + s2[:, 3])
+    green = [s.greenness for s in plan.context.seasons]
+    veg = np.isin(plan.context.truth, (1, 2, 4))
+    order = np.argsort(green)
+    assert ndvi[order[-1]][veg].mean() > ndvi[order[0]][veg].mean()
