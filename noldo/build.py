@@ -28,11 +28,12 @@ from noldo.catalog import SHARD_SAMPLES, split_info
 from noldo.errors import NoldoError
 from noldo.files import atomic_write_bytes, atomic_write_json
 from noldo.regions import Candidate, candidates, capacity, parse_region
-from noldo.sources import Rejected, source_for
+from noldo.sources import Rejected, counting, source_for
 from noldo.store import Layout, SplitWriter, georef_arrays, remove_split, stored_layout, work_path
 
 log = logging.getLogger(__name__)
 SCHEDULER_TIMEOUT = "10s"
+_BYTES = ("bytes", "arrays_bytes")
 
 
 @dataclass(frozen=True)
@@ -73,22 +74,23 @@ class Outcome:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # "plan" and per-array provenance
     rejected: str | None = None
-    requests: int = 0
+    requests: Counter = field(default_factory=Counter)  # requests by kind, retries and bytes received
 
 
 def run_candidate(source_spec: Mapping[str, Any], candidate: Candidate, needed: tuple[str, ...]) -> Outcome:
     """Plan one candidate and fetch the ``needed`` arrays (a build task; runs on threads or dask workers)."""
     source = source_for(source_spec)
     outcome = Outcome(candidate.index)
-    try:
-        plan = source.plan(candidate)
-        outcome.meta["plan"], outcome.requests = plan.meta, plan.requests
-        for name in needed:
-            fetched = source.fetch(candidate, plan, name)
-            outcome.arrays[name], outcome.meta[name] = fetched.array, fetched.meta
-            outcome.requests += fetched.requests
-    except Rejected as exc:
-        outcome.rejected, outcome.arrays = str(exc), {}
+    with counting() as requests:
+        try:
+            plan = source.plan(candidate)
+            outcome.meta["plan"] = plan.meta
+            for name in needed:
+                fetched = source.fetch(candidate, plan, name)
+                outcome.arrays[name], outcome.meta[name] = fetched.array, fetched.meta
+        except Rejected as exc:
+            outcome.rejected, outcome.arrays = str(exc), {}
+    outcome.requests = requests
     return outcome
 
 
@@ -248,8 +250,8 @@ def build(spec: BuildSpec, root: Path, *, workers: int = 2, scheduler: str | Non
         for candidate, future in stream:
             if future is not None:
                 outcome = future.result()
-                stats["requests"] += outcome.requests
-                stats["bytes"] += sum(a.nbytes for a in outcome.arrays.values())
+                stats.update(outcome.requests)
+                stats["arrays_bytes"] += sum(a.nbytes for a in outcome.arrays.values())
                 if outcome.rejected:
                     rejections.add(candidate, candidate.sample_id(spec.split), outcome.rejected)
                     new_rejections[outcome.rejected.split(":")[0]] += 1
@@ -288,7 +290,8 @@ def build(spec: BuildSpec, root: Path, *, workers: int = 2, scheduler: str | Non
         "requested": spec.samples, "exhausted": accepted < spec.samples,
         "rejected": {"total": sum(reasons.values()), "reasons": dict(reasons),
                      "this_run": sum(new_rejections.values())},
-        "resumed_shards": len(done), "requests": stats["requests"], "bytes": stats["bytes"],
+        "resumed_shards": len(done), "requests": {k: v for k, v in sorted(stats.items()) if k not in _BYTES},
+        "bytes": stats["arrays_bytes"], "bytes_received": stats["bytes"],
         "stored_bytes": manifest["total_bytes"], "seconds": round(time.monotonic() - started, 2),
     }
 

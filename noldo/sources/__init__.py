@@ -7,7 +7,10 @@ modality on the sample's grid). Sources never write the store; the shard writer 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
@@ -28,7 +31,6 @@ class Plan:
 
     meta: dict[str, Any]
     context: Any = None
-    requests: int = 0
 
 
 @dataclass
@@ -37,7 +39,28 @@ class Fetched:
 
     array: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
-    requests: int = 0
+
+
+_counters = threading.local()
+
+
+@contextmanager
+def counting() -> Iterator[Counter]:
+    """Count the requests (and bytes) that sources make in this thread inside the block."""
+    counter: Counter = Counter()
+    previous = getattr(_counters, "current", None)
+    _counters.current = counter
+    try:
+        yield counter
+    finally:
+        _counters.current = previous
+
+
+def count(kind: str, n: int = 1) -> None:
+    """Record ``n`` of ``kind`` (e.g. ``listImages``, ``computePixels``, ``retries``, ``bytes``)."""
+    counter = getattr(_counters, "current", None)
+    if counter is not None:
+        counter[kind] += n
 
 
 class Source(Protocol):
