@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from noldo.catalog import SHARD_SAMPLES, split_info
 from noldo.errors import NoldoError
 from noldo.files import atomic_write_bytes, atomic_write_json
-from noldo.regions import Candidate, candidates, capacity, parse_region
-from noldo.sources import Rejected, counting, source_for
+from noldo.regions import MIN_SPACING_KM, Candidate, Region, candidates, capacity, parse_region
+from noldo.sources import Rejected, Source, counting, source_for
 from noldo.store import Layout, SplitWriter, georef_arrays, remove_split, stored_layout, work_path
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class BuildSpec:
     seed: int = 0
     tile_size: int = 264
     options: dict[str, Any] = field(default_factory=dict)  # source options, e.g. {"noise": 0.2}
+    runtime: dict[str, Any] = field(default_factory=dict, compare=False)  # how to fetch, not what: EE endpoint
 
     @property
     def seasons(self) -> int:
@@ -54,15 +55,28 @@ class BuildSpec:
         return info.seasons if info else (4 if self.split == "nol" else 1)
 
     def source_spec(self) -> dict[str, Any]:
-        return {"name": self.source, "options": {**self.options, "seed": self.seed, "seasons": self.seasons}}
+        options = {**self.options, **self.runtime, "seed": self.seed, "seasons": self.seasons}
+        return {"name": self.source, "options": options}
+
+    def record(self, region: str) -> dict[str, Any]:
+        """What a later run must match to resume this build (the runtime settings may change)."""
+        record = {**asdict(self), "region": region}
+        del record["runtime"]
+        return record
 
     def command(self, root: Path) -> str:
         """The `noldo build` command line that makes (or resumes) this build."""
         args = ["noldo", "build", "--region", self.region, "--source", self.source, "--split", self.split,
                 "--out", str(root), "--samples", str(self.samples), "--seed", str(self.seed),
                 "--tile-size", str(self.tile_size)]
-        for key, value in sorted(self.options.items()):
-            args += [f"--{key.replace('_', '-')}", str(value)]
+        for key, value in sorted({**self.options, **self.runtime}.items()):
+            flag = f"--{key.replace('_', '-')}"
+            if value is True:
+                args.append(flag)
+            elif value is False:
+                args.append(flag.replace("--", "--no-", 1))
+            elif value is not None:
+                args += [flag, str(value)]
         return shlex.join(args)
 
 
@@ -75,16 +89,23 @@ class Outcome:
     meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # "plan" and per-array provenance
     rejected: str | None = None
     requests: Counter = field(default_factory=Counter)  # requests by kind, retries and bytes received
+    costs: dict[str, tuple[int, int]] = field(default_factory=dict)  # per array: (requests, bytes) to fetch it
 
 
-def run_candidate(source_spec: Mapping[str, Any], candidate: Candidate, needed: tuple[str, ...]) -> Outcome:
-    """Plan one candidate and fetch the ``needed`` arrays (a build task; runs on threads or dask workers)."""
+def run_candidate(source_spec: Mapping[str, Any], candidate: Candidate, needed: tuple[str, ...],
+                  estimate: bool = False) -> Outcome:
+    """Plan one candidate and fetch the ``needed`` arrays (a build task; runs on threads or dask workers).
+
+    With ``estimate``, also record what fetching every array would cost (requests, bytes).
+    """
     source = source_for(source_spec)
     outcome = Outcome(candidate.index)
     with counting() as requests:
         try:
             plan = source.plan(candidate)
             outcome.meta["plan"] = plan.meta
+            if estimate:
+                outcome.costs = {name: source.cost(candidate, plan, name) for name in source.arrays}
             for name in needed:
                 fetched = source.fetch(candidate, plan, name)
                 outcome.arrays[name], outcome.meta[name] = fetched.array, fetched.meta
@@ -185,7 +206,79 @@ def _executor(workers: int, scheduler: str | None) -> tuple[Callable[..., Any], 
     return pool.submit, max(1, workers), lambda: pool.shutdown(wait=True, cancel_futures=True)
 
 
-def build(spec: BuildSpec, root: Path, *, workers: int = 2, scheduler: str | None = None,
+def _prepare(spec: BuildSpec) -> tuple[Region, Source]:
+    """Check a build's arguments; returns its region and source."""
+    region = parse_region(spec.region)
+    if spec.samples > (room := capacity(region)):
+        raise NoldoError(f"region {spec.region!r} holds about {room} samples {MIN_SPACING_KM} km apart "
+                         f"({region.area_km2():.0f} km²); ask for fewer with --samples or use a larger region")
+    try:
+        source = source_for(spec.source_spec())
+    except (TypeError, ValueError) as exc:
+        raise NoldoError(f"invalid options for the {spec.source} source: {exc}") from None
+    source.check()
+    return region, source
+
+
+def _lookahead(stream: Iterator[Candidate], submit: Callable[[Candidate], Any], slots: int,
+               ready: Callable[[Candidate], bool], wanted: Callable[[], int]) -> Iterator[tuple[Candidate, Any]]:
+    """Candidates in stream order, each with a future (or None when ``ready``).
+
+    At most 2·slots tasks are in flight, and never more than the samples still ``wanted``, so a build
+    does not spend requests on candidates it will not need.
+    """
+    pending: deque = deque()
+    futures = 0
+    for candidate in stream:
+        task = None if ready(candidate) else submit(candidate)
+        pending.append((candidate, task))
+        futures += task is not None
+        while pending and (pending[0][1] is None or futures >= max(1, min(2 * slots, wanted()))):
+            candidate, task = pending.popleft()
+            futures -= task is not None
+            yield candidate, task
+    yield from pending
+
+
+def plan_build(spec: BuildSpec, *, workers: int | None = None, scheduler: str | None = None,
+               progress: bool = False) -> dict[str, Any]:
+    """``--dry-run``: search scenes until enough samples are accepted; report them and the pixel requests and
+    bytes a build would fetch. Fetches no pixels and writes nothing."""
+    started = time.monotonic()
+    region, source = _prepare(spec)
+    submit, slots, shutdown = _executor(workers or getattr(source, "parallelism", 2), scheduler)
+    source_spec = spec.source_spec()
+    stream = _lookahead(candidates(region, spec.seed, spec.tile_size),
+                        lambda c: submit(run_candidate, source_spec, c, (), True), slots, lambda c: False,
+                        lambda: spec.samples - len(samples))
+    samples, reasons, made, planned = [], Counter(), Counter(), Counter()
+    try:
+        for candidate, future in tqdm(stream, desc="plan", unit="candidate", disable=not progress):
+            outcome = future.result()
+            made.update(outcome.requests)
+            if outcome.rejected:
+                reasons[outcome.rejected.split(":")[0]] += 1
+                continue
+            samples.append({"sample": candidate.sample_id(spec.split), "lon": round(candidate.lon, 6),
+                            "lat": round(candidate.lat, 6), "epsg": candidate.grid.epsg, **outcome.meta["plan"]})
+            for name, (requests, size) in outcome.costs.items():
+                planned["computePixels"] += requests
+                planned[f"{name}_bytes"] += size
+            if len(samples) == spec.samples:
+                break
+    finally:
+        stream.close()
+        shutdown()
+    pixel_bytes = sum(v for k, v in planned.items() if k.endswith("_bytes"))
+    return {"dry_run": True, "split": spec.split, "source": spec.source, "samples": len(samples),
+            "requested": spec.samples, "rejected": {"total": sum(reasons.values()), "reasons": dict(reasons)},
+            "search_requests": dict(made - Counter({"bytes": made["bytes"]})),
+            "pixel_requests": planned["computePixels"], "pixel_bytes": pixel_bytes,
+            "bytes_by_array": {k[:-6]: v for k, v in planned.items() if k.endswith("_bytes")},
+            "seconds": round(time.monotonic() - started, 2), "sample_list": samples}
+
+
+def build(spec: BuildSpec, root: Path, *, workers: int | None = None, scheduler: str | None = None,
           overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Build (or resume) one split of a store; returns the JSON-ready summary.
 
@@ -194,18 +287,9 @@ def build(spec: BuildSpec, root: Path, *, workers: int = 2, scheduler: str | Non
     """
     started = time.monotonic()
     root = Path(root)
-    region = parse_region(spec.region)
-    if spec.samples < 1:
-        raise NoldoError(f"--samples must be at least 1, got {spec.samples}")
-    if spec.samples > (room := capacity(region)):
-        raise NoldoError(f"region {spec.region!r} holds about {room} samples {1.98} km apart "
-                         f"({region.area_km2():.0f} km²); ask for fewer with --samples or use a larger region")
-    try:
-        source = source_for(spec.source_spec())
-    except (TypeError, ValueError) as exc:
-        raise NoldoError(f"invalid options for the {spec.source} source: {exc}") from None
+    region, source = _prepare(spec)
     state = work_path(root, spec.split)
-    record = {**asdict(spec), "region": region.spec}
+    record = spec.record(region.spec)
     previous = json.loads((state / "build.json").read_text()) if (state / "build.json").exists() else None
     if previous is not None and previous != record and not overwrite:
         changed = ", ".join(k for k in record if previous.get(k) != record[k])
@@ -225,27 +309,20 @@ def build(spec: BuildSpec, root: Path, *, workers: int = 2, scheduler: str | Non
     done = {k: writer.marker(k)["candidates"] for k in range(layout.shards) if writer.shard_done(k)}
     committed = {i for members in done.values() for i in members}
 
-    submit, slots, shutdown = _executor(workers, scheduler)
+    submit, slots, shutdown = _executor(workers or getattr(source, "parallelism", 2), scheduler)
     source_spec = spec.source_spec()
     stats = Counter()
     new_rejections: Counter = Counter()
 
-    def ordered() -> Iterator[tuple[Candidate, Any]]:
-        """Candidates in stream order with their outcome (a future, or a known status), looking ahead."""
-        pending: deque = deque()
-        for candidate in candidates(region, spec.seed, spec.tile_size):
-            if candidate.index in committed or candidate.index in rejections.reasons or cache.complete(
-                    candidate.index):
-                pending.append((candidate, None))
-            else:
-                pending.append((candidate, submit(run_candidate, source_spec, candidate,
-                                                  cache.missing(candidate.index))))
-            while pending and (pending[0][1] is None or len(pending) > 2 * slots):
-                yield pending.popleft()
-        yield from pending
+    def known(candidate: Candidate) -> bool:
+        index = candidate.index
+        return index in committed or index in rejections.reasons or cache.complete(index)
 
     bar = tqdm(total=layout.samples, unit="sample", desc=f"build {spec.split}", disable=not progress)
-    accepted, buffer, stream = 0, [], ordered()
+    stream = _lookahead(candidates(region, spec.seed, spec.tile_size),
+                        lambda c: submit(run_candidate, source_spec, c, cache.missing(c.index)), slots, known,
+                        lambda: layout.samples - accepted)
+    accepted, fetched, buffer = 0, 0, []
     try:
         for candidate, future in stream:
             if future is not None:
@@ -257,6 +334,7 @@ def build(spec: BuildSpec, root: Path, *, workers: int = 2, scheduler: str | Non
                     new_rejections[outcome.rejected.split(":")[0]] += 1
                 else:
                     cache.save(outcome)
+                    fetched += 1
             if candidate.index in rejections.reasons:
                 bar.set_postfix(rejected=len(rejections.reasons), refresh=False)
                 continue
@@ -291,6 +369,7 @@ def build(spec: BuildSpec, root: Path, *, workers: int = 2, scheduler: str | Non
         "rejected": {"total": sum(reasons.values()), "reasons": dict(reasons),
                      "this_run": sum(new_rejections.values())},
         "resumed_shards": len(done), "requests": {k: v for k, v in sorted(stats.items()) if k not in _BYTES},
+        "requests_per_sample": round((stats["listImages"] + stats["computePixels"]) / max(1, fetched), 2),
         "bytes": stats["arrays_bytes"], "bytes_received": stats["bytes"],
         "stored_bytes": manifest["total_bytes"], "seconds": round(time.monotonic() - started, 2),
     }

@@ -88,32 +88,69 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
               help="Accepted samples to build; candidates are drawn until this many pass.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the candidate locations and sources.")
 @click.option("--tile-size", default=264, show_default=True, type=click.IntRange(min=8), help="Pixels per side.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
-              help="Parallel fetch tasks on this machine (threads).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Parallel fetch tasks on this machine (threads) [default: 2; earthengine: --ee-concurrency].")
 @click.option("--scheduler", metavar="ADDRESS", help="Run fetch tasks on a dask.distributed cluster instead, "
                                                      "e.g. tcp://10.0.0.5:8786.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing build of this split made with other arguments.")
+@click.option("--dry-run", is_flag=True, help="Search scenes and print the samples, requests and bytes a build "
+                                               "would fetch; fetch no pixels, write nothing.")
 @click.option("--noise", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="synthetic: fraction of pixels whose label is swapped for a confused class [default: 0.2].")
+@click.option("--ee-project", metavar="PROJECT", help="earthengine: the Cloud project registered for Earth Engine "
+                                                      "[env NOLDO_EE_PROJECT].")
+@click.option("--ee-url", metavar="URL", help="earthengine: API endpoint [env NOLDO_EE_URL; default: the "
+                                              "high-volume endpoint].")
+@click.option("--ee-concurrency", type=click.IntRange(1, 40), default=None,
+              help="earthengine: concurrent requests, at most the per-project quota of 40 [default: 16].")
+@click.option("--max-cloud", type=click.FloatRange(0, 100), default=None,
+              help="earthengine: S2 scenes need CLOUDY_PIXEL_PERCENTAGE below this [default: 20].")
+@click.option("--allow-missing", is_flag=True, default=None,
+              help="earthengine: keep samples lacking a modality in a season, with nodata there.")
+@click.option("--scenes", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="earthengine: rebuild published samples from a NoL id table (ids,sub1..sub4 = S2 system:index "
+                   "per season); use with --region LOCATIONS.csv.")
+@click.option("--season-dates", default=None, metavar="D0,D1,D2,D3",
+              help="earthengine: replace the SSL4EO-S12 season reference dates.")
+@click.option("--jitter/--no-jitter", default=None,
+              help="earthengine: apply the per-location day offset of the SSL4EO-S12 recipe [default: on].")
 @click.pass_context
 def build(ctx: click.Context, region: str, source: str, split: str, root: Path, samples: int, seed: int,
-          tile_size: int, workers: int, scheduler: str | None, overwrite: bool, noise: float | None) -> None:
+          tile_size: int, workers: int | None, scheduler: str | None, overwrite: bool, dry_run: bool,
+          noise: float | None, ee_project: str | None, ee_url: str | None, ee_concurrency: int | None,
+          max_cloud: float | None, allow_missing: bool | None, scenes: str | None, season_dates: str | None,
+          jitter: bool | None) -> None:
     """Build a split of a store, or resume it: re-running the same command continues where it stopped.
 
     \b
     Examples:
       noldo build --region demo --source synthetic --out demo-data --samples 64
-      noldo build --region 11.3,47.9,11.7,48.2 --source synthetic --out munich --samples 200 --workers 4
+      noldo build --region 11.3,47.9,11.7,48.2 --source earthengine --ee-project my-project \\
+                  --out munich --samples 200
 
     Prints a JSON summary on stdout (samples, rejections with reasons, requests, bytes, seconds).
+    Earth Engine: authenticate once with `earthengine authenticate`, or set NOLDO_EE_SERVICE_ACCOUNT_KEY
+    to a service-account key file (README, "Earth Engine").
     """
-    from noldo.build import BuildSpec
+    from noldo.build import BuildSpec, plan_build
     from noldo.build import build as run_build
 
-    options = {"noise": noise} if noise is not None else {}
-    spec = BuildSpec(region, source, split, samples, seed, tile_size, options)
-    summary = run_build(spec, root, workers=workers, scheduler=scheduler, overwrite=overwrite,
-                        progress=_progress(ctx))
+    chosen = {"noise": noise, "max_cloud": max_cloud, "allow_missing": allow_missing, "season_dates": season_dates,
+              "jitter": jitter, "scenes": str(Path(scenes).resolve()) if scenes else None}
+    runtime = {"ee_project": ee_project, "ee_url": ee_url, "ee_concurrency": ee_concurrency}
+    allowed = {"synthetic": {"noise"}, "earthengine": {"max_cloud", "allow_missing", "season_dates", "jitter",
+                                                       "scenes", "ee_project", "ee_url", "ee_concurrency"}}[source]
+    wrong = sorted(k for k, v in {**chosen, **runtime}.items() if v is not None and k not in allowed)
+    if wrong:
+        raise NoldoError(f"--{wrong[0].replace('_', '-')} does not apply to the {source} source")
+    spec = BuildSpec(region, source, split, samples, seed, tile_size,
+                     {k: v for k, v in chosen.items() if v is not None},
+                     {k: v for k, v in runtime.items() if v is not None})
+    if dry_run:
+        summary = plan_build(spec, workers=workers, scheduler=scheduler, progress=_progress(ctx))
+    else:
+        summary = run_build(spec, root, workers=workers, scheduler=scheduler, overwrite=overwrite,
+                            progress=_progress(ctx))
     click.echo(_dumps(summary))
 
 

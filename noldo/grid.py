@@ -55,7 +55,7 @@ class Grid:
     def center_lonlat(self) -> tuple[float, float]:
         """Longitude and latitude of the grid centre."""
         x, y = self.transform @ (self.width / 2, self.height / 2)
-        return _to_lonlat(self.epsg).transform(x, y)
+        return lonlat_transformer(self.epsg).transform(x, y)
 
     def lonlat_bounds(self) -> tuple[float, float, float, float]:
         """(west, south, east, north) in degrees; west > east when the grid crosses the antimeridian."""
@@ -65,12 +65,12 @@ class Grid:
 
 
 @lru_cache(maxsize=256)
-def _to_lonlat(epsg: int) -> Transformer:
+def lonlat_transformer(epsg: int) -> Transformer:
     return Transformer.from_crs(f"EPSG:{epsg}", "EPSG:4326", always_xy=True)
 
 
 @lru_cache(maxsize=256)
-def _from_lonlat(epsg: int) -> Transformer:
+def projection_transformer(epsg: int) -> Transformer:
     return Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True)
 
 
@@ -117,7 +117,7 @@ def sample_grid(lon: float, lat: float, size: int = TILE_SIZE, resolution: int =
         raise NoldoError(f"tile size must be a positive number of pixels, got {size}")
     check_lonlat(lon, lat)
     epsg = utm_epsg(lon, lat) if epsg is None else int(epsg)
-    x, y = _from_lonlat(epsg).transform(float(lon), float(lat))
+    x, y = projection_transformer(epsg).transform(float(lon), float(lat))
     half = size / 2 * resolution
     left, top = snap(x - half, resolution), snap(y + half, resolution)
     return Grid(epsg, Affine(resolution, 0.0, left, 0.0, -resolution, top), size, size)

@@ -163,7 +163,6 @@ def _create_arrays(group: zarr.Group, layout: Layout) -> None:
             dimension_names=list(kind.dims),
             attributes={"description": kind.description, "licence": kind.licence,
                         "nodata": _json_nodata(kind.nodata)},
-            config={"write_empty_chunks": True},
         )
 
 
@@ -260,7 +259,7 @@ class SplitWriter:
             if data.shape != self.layout.shape(name, n) or data.dtype != np.dtype(kind.dtype):
                 raise NoldoError(f"shard {shard}: {name} is {data.dtype}{list(data.shape)}, expected "
                                  f"{kind.dtype}{list(self.layout.shape(name, n))}")
-            array = self.group[name]
+            array = self.group[name].with_config({"write_empty_chunks": True})  # an all-nodata shard is a shard
             array[start:stop] = data
             path = shard_file(self.group_dir, array, shard)
             files[str(path.relative_to(self.root))] = [path.stat().st_size, sha256_file(path)]

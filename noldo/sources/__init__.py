@@ -7,6 +7,7 @@ modality on the sample's grid). Sources never write the store; the shard writer 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -73,8 +74,16 @@ class Source(Protocol):
 
     def fetch(self, candidate: Candidate, plan: Plan, array: str) -> Fetched: ...
 
+    def cost(self, candidate: Candidate, plan: Plan, array: str) -> tuple[int, int]:
+        """Requests and bytes that fetching ``array`` would take (for ``--dry-run``)."""
+        ...
 
-SOURCES = ("synthetic",)
+    def check(self) -> None:
+        """Fail early (credentials, endpoint) before a build writes anything."""
+        ...
+
+
+SOURCES = ("synthetic", "earthengine")
 
 
 def make_source(name: str, options: Mapping[str, Any]) -> Source:
@@ -83,17 +92,23 @@ def make_source(name: str, options: Mapping[str, Any]) -> Source:
         from noldo.sources.synthetic import SyntheticSource
 
         return SyntheticSource(**options)
+    if name == "earthengine":
+        from noldo.sources.ee_source import EarthEngineSource
+
+        return EarthEngineSource(**options)
     raise NoldoError(f"unknown source {name!r}; choose one of {', '.join(SOURCES)}")
 
 
 @lru_cache(maxsize=8)
-def _cached_source(name: str, options: tuple[tuple[str, Any], ...]) -> Source:
+def _cached_source(name: str, options: tuple[tuple[str, Any], ...], environment: tuple[tuple[str, str], ...]) -> Source:
     return make_source(name, dict(options))
 
 
 def source_for(spec: Mapping[str, Any]) -> Source:
-    """The source described by ``{"name": ..., "options": {...}}``, created once per process.
+    """The source described by ``{"name": ..., "options": {...}}``, created once per process (and per
+    NOLDO_* environment, which sources read for credentials and endpoints).
 
     Build tasks receive this small picklable spec, so they also run on dask.distributed workers.
     """
-    return _cached_source(spec["name"], tuple(sorted(spec["options"].items())))
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("NOLDO_")))
+    return _cached_source(spec["name"], tuple(sorted(spec["options"].items())), environment)

@@ -156,8 +156,8 @@ def call(kind: str, fn: Callable[[], T], settings: EESettings) -> T:
     """Run one Earth Engine request with the concurrency limit and the retry policy; counts it as ``kind``."""
     import ee
 
+    count(kind)
     for attempt in range(settings.max_attempts):
-        count(kind)
         if attempt:
             count("retries")
         try:
@@ -217,14 +217,13 @@ class Block:
     cols: slice
 
 
-def split_request(height: int, width: int, band_bytes: int, bands: int,
-                  limit: int = MAX_REQUEST_BYTES, side: int = MAX_REQUEST_SIDE,
-                  max_bands: int = MAX_REQUEST_BANDS) -> list[Block]:
+def split_request(height: int, width: int, band_bytes: int, bands: int) -> list[Block]:
     """Cut a (bands, height, width) request into blocks that each respect the computePixels limits.
 
     Bands are grouped first (whole tiles are cheapest); only a band too large for one request is cut
-    into windows of at most ``side`` pixels per side and ``limit`` bytes.
+    into windows of at most ``MAX_REQUEST_SIDE`` pixels per side and ``MAX_REQUEST_BYTES``.
     """
+    limit, side, max_bands = MAX_REQUEST_BYTES, MAX_REQUEST_SIDE, MAX_REQUEST_BANDS
     per_band = height * width * band_bytes
     if per_band <= limit and max(height, width) <= side:
         group = min(bands, max_bands, limit // per_band)
@@ -238,7 +237,7 @@ def split_request(height: int, width: int, band_bytes: int, bands: int,
 
 def _grid_request(grid: Grid, block: Block) -> dict[str, Any]:
     t = grid.transform
-    x0, y0 = t * (block.cols.start, block.rows.start)
+    x0, y0 = t @ (block.cols.start, block.rows.start)
     return {"dimensions": {"width": block.cols.stop - block.cols.start, "height": block.rows.stop - block.rows.start},
             "affineTransform": {"scaleX": t.a, "shearX": t.b, "translateX": x0,
                                 "shearY": t.d, "scaleY": t.e, "translateY": y0},

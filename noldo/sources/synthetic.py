@@ -180,6 +180,14 @@ class SyntheticSource:
         layers, metas = zip(*(render(rng, scene, season, t) for t, season in enumerate(scene.seasons)), strict=True)
         return Fetched(np.stack(layers), {k: v for m in metas for k, v in m.items()})
 
+    def check(self) -> None:
+        """Nothing to check: the synthetic source needs no network."""
+
+    def cost(self, candidate: Candidate, plan: Plan, array: str) -> tuple[int, int]:
+        """No requests; the bytes of the rendered array (for ``--dry-run``)."""
+        per_pixel = {"s2": 13 * 2, "s1": 2 * 4, "dw": 1}.get(array, 0) * len(plan.context.seasons)
+        return 0, (per_pixel or 1) * candidate.grid.height * candidate.grid.width
+
     def _s2(self, rng, scene: _Scene, season: _Season, t: int):
         g = season.greenness
         reflectance = (g * SUMMER + (1 - g) * WINTER)[scene.truth]  # (H, W, 13)

@@ -1,0 +1,311 @@
+"""The Earth Engine source against a loopback server that speaks Earth Engine's REST API.
+
+Credentials are provided the way users provide them (a service-account key file whose token_uri
+is the loopback server); the real earthengine-api client runs end to end.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from click.testing import CliRunner
+
+from noldo.cli import cli
+from noldo.grid import grid_from_affine
+from noldo.sources import earthengine
+from noldo.verify import verify
+from tests.fake_earthengine import Catalogue, FakeEarthEngine, Faults, pixels
+
+BBOX = "11.30,48.00,11.50,48.15"
+GOLDEN = Path(__file__).parent / "data" / "golden"
+
+
+@pytest.fixture
+def catalogue():
+    return Catalogue((11.3, 48.0, 11.5, 48.15), "2019-11-01", "2021-11-01", 32632)
+
+
+@pytest.fixture
+def fake(catalogue, tmp_path, monkeypatch):
+    with FakeEarthEngine(catalogue) as server:
+        monkeypatch.setenv("NOLDO_EE_SERVICE_ACCOUNT_KEY", str(server.service_account_key(tmp_path)))
+        monkeypatch.setenv("NOLDO_EE_RETRY_BASE_SECONDS", "0.01")
+        yield server
+
+
+def run_build(fake, root, *extra, samples=4):
+    args = ["build", "--region", BBOX, "--source", "earthengine", "--ee-url", fake.url, "--ee-project", "P",
+            "--out", str(root), "--samples", str(samples), "--tile-size", "48", *extra]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def expected(array, scene_id, grid):
+    """What the server must have served for one scene of one modality, after noldo's nodata rules."""
+    cols, rows = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
+    x, y = grid.transform @ (cols, rows)
+    bands = {"s2": ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"],
+             "s1": ["VV", "VH"], "dw": ["label"]}[array]
+    collection = {"s2": "COPERNICUS/S2_HARMONIZED", "s1": "COPERNICUS/S1_GRD", "dw": "GOOGLE/DYNAMICWORLD/V1"}
+    layers = []
+    for band in bands:
+        values, valid = pixels(f"{collection[array]}/{scene_id}", band, x, y)
+        fill = {"s2": 0, "s1": np.nan, "dw": 255}[array]
+        layers.append(np.where(valid, values, fill).astype({"s2": "uint16", "s1": "float32", "dw": "uint8"}[array]))
+    return np.stack(layers) if array != "dw" else layers[0]
+
+
+def assert_served_pixels(root):
+    group = zarr.open_group(root / "nol.zarr", mode="r")
+    index = pd.read_parquet(root / "nol.parquet")
+    for i, row in index.iterrows():
+        grid = grid_from_affine(group["crs_epsg"][i], group["transform"][i], 48, 48)
+        for array in ("s2", "s1", "dw"):
+            for t in range(4):
+                np.testing.assert_array_equal(group[array][i, t], expected(array, row[f"{array}_id_t{t}"], grid),
+                                              err_msg=f"{array} sample {i} season {t}")
+
+
+def same_arrays(a, b, names=("s2", "s1", "dw", "transform", "crs_epsg")):
+    ga, gb = zarr.open_group(a / "nol.zarr", mode="r"), zarr.open_group(b / "nol.zarr", mode="r")
+    for name in names:
+        np.testing.assert_array_equal(ga[name][:], gb[name][:], err_msg=name)
+
+
+def test_cli_build_with_a_service_account_key(fake, tmp_path):
+    """The acceptance command, as a user types it: key file in the environment, a real subprocess."""
+    env = {**os.environ, "HOME": str(tmp_path)}  # no stored user credentials to fall back on
+    proc = subprocess.run([sys.executable, "-m", "noldo", "build", "--region", BBOX, "--source", "earthengine",
+                           "--ee-url", fake.url, "--ee-project", "P", "--out", str(tmp_path / "root"),
+                           "--samples", "8", "--tile-size", "48"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["samples"] == 8
+    assert any(entry[0] == "token" for entry in fake.log), "the key file's token_uri was used"
+    assert verify(tmp_path / "root")[0] == []
+    assert_served_pixels(tmp_path / "root")
+    # one listImages per collection per examined candidate, one computePixels per modality per sample
+    examined = summary["samples"] + summary["rejected"]["total"]
+    assert fake.requests["listImages"] == 3 * examined
+    assert fake.requests["computePixels"] == 3 * summary["samples"]
+    assert summary["requests"] == {"computePixels": 24, "listImages": 3 * examined}
+
+
+def test_scene_choice_and_provenance(fake, tmp_path):
+    run_build(fake, tmp_path / "r")
+    index = pd.read_parquet(tmp_path / "r" / "nol.parquet")
+    for _, row in index.iterrows():
+        for t in range(4):
+            assert row[f"s2_id_t{t}"] == row[f"dw_id_t{t}"], "labels come from the same S2 scene"
+            assert row[f"s2_cloud_pct_t{t}"] < 20
+            assert row[f"s2_epsg_t{t}"] == 32632, "scenes in the sample's own UTM zone are preferred"
+            assert row[f"s1_id_t{t}"].startswith("S1A_IW_GRDH")
+            assert 0 < row[f"dw_valid_t{t}"] < 1 and row[f"s2_valid_t{t}"] == 1
+        times = [row[f"s2_time_t{t}"] for t in range(4)]
+        assert times == sorted(times), "seasons are chronological"
+    # the S1 filter on the server and VV+VH on the metadata: every listImages carried the filters
+    s1_filters = [f for kind, parent, f in fake.log if kind == "listImages" and parent == "COPERNICUS/S1_GRD"]
+    assert s1_filters and all('properties.instrumentMode = "IW"' in f for f in s1_filters)
+    s2_filters = [f for kind, parent, f in fake.log if kind == "listImages" and parent == "COPERNICUS/S2_HARMONIZED"]
+    assert all("properties.CLOUDY_PIXEL_PERCENTAGE < 20" in f and "intersects(" in f for f in s2_filters)
+
+
+def test_masked_dynamic_world_pixels_become_255(fake, tmp_path):
+    run_build(fake, tmp_path / "r", samples=2)
+    dw = zarr.open_group(tmp_path / "r" / "nol.zarr", mode="r")["dw"][:]
+    assert (dw == 255).mean() > 0.05, "the server masks about 9% of DW pixels"
+    assert set(np.unique(dw)) <= set(range(9)) | {255}
+
+
+def test_faults_are_retried_and_change_nothing(catalogue, tmp_path, monkeypatch):
+    monkeypatch.setenv("NOLDO_EE_RETRY_BASE_SECONDS", "0.01")
+    summaries = {}
+    for name, rate in (("clean", 0.0), ("faulty", 0.2)):
+        with FakeEarthEngine(catalogue, Faults(rate=rate, seed=11)) as server:
+            monkeypatch.setenv("NOLDO_EE_SERVICE_ACCOUNT_KEY", str(server.service_account_key(tmp_path)))
+            summaries[name] = run_build(server, tmp_path / name, samples=6)
+            injected = sum(server.faults.counts.values())
+    assert injected >= 5
+    assert summaries["faulty"]["requests"]["retries"] >= injected - server.faults.counts["slow"]
+    assert summaries["faulty"]["samples"] == 6
+    same_arrays(tmp_path / "clean", tmp_path / "faulty")
+    assert verify(tmp_path / "faulty")[0] == []
+
+
+def test_size_guard_splits_requests(catalogue, tmp_path, monkeypatch):
+    monkeypatch.setenv("NOLDO_EE_RETRY_BASE_SECONDS", "0.01")
+    with FakeEarthEngine(catalogue) as server:
+        monkeypatch.setenv("NOLDO_EE_SERVICE_ACCOUNT_KEY", str(server.service_account_key(tmp_path)))
+        run_build(server, tmp_path / "whole", samples=2)
+    limit = 48 * 48 * 2 * 10  # ten uint16 bands of a 48×48 tile
+    monkeypatch.setattr(earthengine, "MAX_REQUEST_BYTES", limit)
+    with FakeEarthEngine(catalogue, max_bytes=limit) as server:
+        monkeypatch.setenv("NOLDO_EE_SERVICE_ACCOUNT_KEY", str(server.service_account_key(tmp_path)))
+        summary = run_build(server, tmp_path / "split", samples=2)
+        sizes = [body["grid"]["dimensions"]["width"] * body["grid"]["dimensions"]["height"] * len(body["bandIds"])
+                 for kind, _, body in server.log if kind == "computePixels"]
+    assert summary["requests"]["computePixels"] == 2 * (6 + 2 + 1)  # S2 52 bands and S1 8 bands in groups
+    assert max(sizes) * 2 <= limit
+    same_arrays(tmp_path / "whole", tmp_path / "split")
+
+
+def test_split_request_windows_a_huge_band(monkeypatch):
+    monkeypatch.setattr(earthengine, "MAX_REQUEST_SIDE", 100)
+    blocks = earthengine.split_request(250, 130, 4, 3)
+    assert {(b.rows.stop - b.rows.start, b.cols.stop - b.cols.start) for b in blocks} <= {
+        (100, 100), (100, 30), (50, 100), (50, 30)}
+    covered = np.zeros((3, 250, 130), int)
+    for b in blocks:
+        covered[b.bands, b.rows, b.cols] += 1
+    assert (covered == 1).all()
+
+
+def test_missing_modality_rejects_or_is_kept_as_nodata(catalogue, tmp_path, monkeypatch):
+    catalogue.images["COPERNICUS/S1_GRD"] = []
+    catalogue.by_id = {i.id: i for images in catalogue.images.values() for i in images}
+    monkeypatch.setenv("NOLDO_EE_RETRY_BASE_SECONDS", "0.01")
+    with FakeEarthEngine(catalogue) as server:
+        monkeypatch.setenv("NOLDO_EE_SERVICE_ACCOUNT_KEY", str(server.service_account_key(tmp_path)))
+        args = ["build", "--region", BBOX, "--source", "earthengine", "--ee-url", server.url, "--ee-project", "P",
+                "--out", str(tmp_path / "strict"), "--samples", "2", "--tile-size", "32"]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1 and "no candidate" in result.stderr and "'s1'" in result.stderr
+        log = (tmp_path / "strict/.noldo/nol/rejected.jsonl").read_text().splitlines()
+        assert log and all("s1: no IW scene with VV and VH" in line for line in log)
+        assert server.requests["computePixels"] == 0, "rejected samples cost no pixel requests"
+        summary = run_build(server, tmp_path / "lenient", "--allow-missing", samples=2)
+    assert summary["samples"] == 2
+    s1 = zarr.open_group(tmp_path / "lenient" / "nol.zarr", mode="r")["s1"][:]
+    assert np.isnan(s1).all()
+    index = pd.read_parquet(tmp_path / "lenient" / "nol.parquet")
+    assert index["s1_id_t0"].isna().all() and (index["s1_valid_t0"] == 0).all()
+
+
+def test_dry_run_fetches_no_pixels(fake, tmp_path):
+    result = CliRunner().invoke(cli, ["build", "--region", BBOX, "--source", "earthengine", "--ee-url", fake.url,
+                                      "--ee-project", "P", "--out", str(tmp_path / "none"), "--samples", "3",
+                                      "--tile-size", "64", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["samples"] == 3 and plan["pixel_requests"] == 9
+    assert plan["pixel_bytes"] == 3 * 64 * 64 * 4 * (13 * 2 + 2 * 4 + 1)
+    assert len(plan["sample_list"]) == 3 and plan["sample_list"][0]["s2_id_t0"]
+    assert fake.requests["computePixels"] == 0 and fake.requests["listImages"] > 0
+    assert not (tmp_path / "none").exists()
+
+
+def test_rebuild_from_a_scene_table(fake, tmp_path):
+    run_build(fake, tmp_path / "first", samples=3)
+    index = pd.read_parquet(tmp_path / "first" / "nol.parquet")
+    locations = tmp_path / "locations.csv"
+    locations.write_text("lon,lat,id\n" + "".join(f"{r.lon},{r.lat},{r.candidate}\n" for r in index.itertuples()))
+    scenes = tmp_path / "dw_complete_ids.csv"
+    scenes.write_text("ids,sub1,sub2,sub3,sub4\n" + "".join(
+        f"{r.candidate},{r.s2_id_t0},{r.s2_id_t1},{r.s2_id_t2},{r.s2_id_t3}\n" for r in index.itertuples()))
+    args = ["build", "--region", str(locations), "--scenes", str(scenes), "--source", "earthengine",
+            "--ee-url", fake.url, "--ee-project", "P", "--out", str(tmp_path / "again"), "--samples", "3",
+            "--tile-size", "48"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    same_arrays(tmp_path / "first", tmp_path / "again", names=("s2", "dw", "transform"))
+    again = pd.read_parquet(tmp_path / "again" / "nol.parquet")
+    assert list(again["s2_id_t2"]) == list(index["s2_id_t2"])
+
+
+@pytest.mark.parametrize(("setup", "message"), [
+    ("no-credentials", "no Earth Engine credentials found: run `earthengine authenticate`"),
+    ("missing-key", "does not exist"),
+    ("bad-key", "cannot use the service-account key"),
+    ("closed-port", "cannot reach Earth Engine at http://127.0.0.1:9"),
+])
+def test_credential_and_endpoint_errors(tmp_path, monkeypatch, setup, message):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # no metadata-server probe for application-default credentials
+    key = tmp_path / "key.json"
+    if setup == "missing-key":
+        monkeypatch.setenv("NOLDO_EE_SERVICE_ACCOUNT_KEY", str(key))
+    elif setup == "bad-key":
+        key.write_text('{"type": "service_account"}')
+        monkeypatch.setenv("NOLDO_EE_SERVICE_ACCOUNT_KEY", str(key))
+    elif setup == "closed-port":
+        with FakeEarthEngine(Catalogue((0, 0, 1, 1), "2020-01-01", "2020-01-02", 32631)) as server:
+            monkeypatch.setenv("NOLDO_EE_SERVICE_ACCOUNT_KEY", str(server.service_account_key(tmp_path)))
+    else:
+        monkeypatch.delenv("NOLDO_EE_SERVICE_ACCOUNT_KEY", raising=False)
+    monkeypatch.setattr(earthengine, "_initialized", None)
+    result = CliRunner().invoke(cli, ["build", "--region", BBOX, "--source", "earthengine", "--ee-project", "P",
+                                      "--ee-url", "http://127.0.0.1:9", "--out", str(tmp_path / "out"),
+                                      "--samples", "2"])
+    assert result.exit_code == 1
+    assert not (tmp_path / "out").exists(), "nothing is written before Earth Engine answers"
+    assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
+
+
+def test_settings_flags_win_over_environment():
+    env = {"NOLDO_EE_PROJECT": "env-project", "NOLDO_EE_URL": "http://env", "NOLDO_EE_CONCURRENCY": "8"}
+    assert earthengine.settings_from(environ=env) == earthengine.EESettings(
+        project="env-project", url="http://env", concurrency=8)
+    flags = earthengine.settings_from("flag-project", "http://flag/", 4, environ=env)
+    assert (flags.project, flags.url, flags.concurrency) == ("flag-project", "http://flag", 4)
+    assert earthengine.settings_from(environ={}).url == earthengine.HIGH_VOLUME_URL
+    with pytest.raises(Exception, match="per-project quota"):
+        earthengine.settings_from(concurrency=41, environ={})
+
+
+def test_expressions_match_golden_files(fake):
+    """The serialised expression graphs are what Earth Engine will evaluate: pin them."""
+    import ee
+
+    from noldo.sources import dynamic_world, sentinel1, sentinel2
+    from noldo.sources.scenes import Scene, parse_time
+
+    earthengine.initialize(earthengine.settings_from("P", fake.url))
+    when = parse_time("2021-04-03T10:10:21Z")
+    s2 = Scene("COPERNICUS/S2_HARMONIZED/20210403T101021_20210403T101022_T32UPU", when, 32632, True)
+    s1 = Scene("COPERNICUS/S1_GRD/S1A_IW_GRDH_1SDV_20210402T170000_20210402T170025_037000", when, 32632, True)
+    dw = Scene("GOOGLE/DYNAMICWORLD/V1/20210403T101021_20210403T101022_T32UPU", when, 32632, True)
+    graphs = {
+        "s2": sentinel2.expression([s2], [f"t0_{b}" for b in sentinel2.BANDS]),
+        "s1": sentinel1.expression([s1], ["t0_VV", "t0_VH"]),
+        "dw": dynamic_world.expression([dw], ["t0_label"]),
+    }
+    for name, image in graphs.items():
+        encoded = json.dumps(ee.serializer.encode(image, for_cloud_api=True), indent=1, sort_keys=True) + "\n"
+        golden = GOLDEN / f"{name}_expression.json"
+        if os.environ.get("NOLDO_UPDATE_GOLDEN"):
+            golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_text(encoded)
+        assert encoded == golden.read_text(), f"{name} expression changed; NOLDO_UPDATE_GOLDEN=1 rewrites it"
+    unmask = find_call(json.loads((GOLDEN / "dw_expression.json").read_text()), "Image.unmask")
+    assert unmask["value"]["functionInvocationValue"]["arguments"]["value"] == {"constantValue": 255}
+    assert unmask["input"]["functionInvocationValue"]["functionName"] == "Image.select", "unmask wraps the label"
+
+
+def find_call(node, name):
+    """The arguments of the first invocation of ``name`` in a serialised expression."""
+    if isinstance(node, dict):
+        call = node.get("functionInvocationValue")
+        if call and call["functionName"] == name:
+            return call["arguments"]
+        for value in node.values():
+            if (found := find_call(value, name)) is not None:
+                return found
+    return None
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not os.environ.get("NOLDO_EE_PROJECT"), reason="needs real Earth Engine (NOLDO_EE_PROJECT)")
+def test_live_earth_engine(tmp_path):
+    result = CliRunner().invoke(cli, ["build", "--region", "munich", "--source", "earthengine",
+                                      "--out", str(tmp_path / "live"), "--samples", "1"])
+    assert result.exit_code == 0, result.output
+    assert verify(tmp_path / "live")[0] == []
