@@ -299,7 +299,8 @@ def build(spec: BuildSpec, root: Path, *, workers: int | None = None, scheduler:
         remove_split(root, spec.split)
         previous = None
     layout = stored_layout(root, spec.split) if previous is not None else None
-    layout = layout or Layout(spec.samples, spec.seasons, spec.tile_size, spec.tile_size, source.arrays)
+    height, width = region.tile_shape or (spec.tile_size, spec.tile_size)
+    layout = layout or Layout(spec.samples, spec.seasons, height, width, source.arrays)
     provenance = {"source": spec.source, "command": spec.command(root), "region": region.spec, "seed": spec.seed,
                   "source_options": spec.options}
     writer = SplitWriter(root, spec.split, layout, provenance)

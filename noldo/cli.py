@@ -75,17 +75,21 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
 
 
 @cli.command()
-@click.option("--region", required=True, metavar="REGION",
+@click.option("--region", metavar="REGION",
               help="A built-in place (see `noldo regions`), a bbox W,S,E,N in degrees, a GeoJSON file "
                    "(Polygon/MultiPolygon/FeatureCollection) or a CSV table with columns lon,lat[,id].")
+@click.option("--tiles", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Instead of --region: a DW tile table (dw_id,crs,bound1..bound4,height,width[,date]); each tile "
+                   "keeps its own grid and label date (for --split dw_train/dw_test).")
 @click.option("--source", type=click.Choice(SOURCES), required=True,
               help="Where pixels come from: `synthetic` simulates imagery and noisy labels with known truth "
                    "(no network; the demo).")
 @click.option("--split", default="nol", show_default=True,
               help="The split to build: `nol` has 4 seasons, other splits one.")
 @click.option("--out", "root", required=True, type=click.Path(path_type=Path), help="The store directory ROOT.")
-@click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1),
-              help="Accepted samples to build; candidates are drawn until this many pass.")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="Accepted samples to build; candidates are drawn until this many pass "
+                   "[default: 64, or every row of a table].")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the candidate locations and sources.")
 @click.option("--tile-size", default=264, show_default=True, type=click.IntRange(min=8), help="Pixels per side.")
 @click.option("--workers", type=click.IntRange(min=1),
@@ -114,12 +118,16 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
               help="earthengine: replace the SSL4EO-S12 season reference dates.")
 @click.option("--jitter/--no-jitter", default=None,
               help="earthengine: apply the per-location day offset of the SSL4EO-S12 recipe [default: on].")
+@click.option("--labels", type=click.Path(exists=True, file_okay=False), default=None,
+              help="earthengine with --tiles: a folder of expert label GeoTIFFs (dw_<tile>.tif, values 0 "
+                   "unlabelled, 1–9 classes, 10 cloud) used as the dw array.")
 @click.pass_context
-def build(ctx: click.Context, region: str, source: str, split: str, root: Path, samples: int, seed: int,
+def build(ctx: click.Context, region: str | None, tiles: str | None, source: str, split: str, root: Path,
+          samples: int | None, seed: int,
           tile_size: int, workers: int | None, scheduler: str | None, overwrite: bool, dry_run: bool,
           noise: float | None, ee_project: str | None, ee_url: str | None, ee_concurrency: int | None,
           max_cloud: float | None, allow_missing: bool | None, scenes: str | None, season_dates: str | None,
-          jitter: bool | None) -> None:
+          jitter: bool | None, labels: str | None) -> None:
     """Build a split of a store, or resume it: re-running the same command continues where it stopped.
 
     \b
@@ -134,12 +142,24 @@ def build(ctx: click.Context, region: str, source: str, split: str, root: Path, 
     """
     from noldo.build import BuildSpec, plan_build
     from noldo.build import build as run_build
+    from noldo.regions import capacity, parse_region
+
+    if (region is None) == (tiles is None):
+        raise NoldoError("give exactly one of --region and --tiles")
+    region = region or tiles
+    if samples is None:
+        parsed = parse_region(region)
+        samples = capacity(parsed) if parsed.geometry is None else 64
+
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).resolve()) if path else None
 
     chosen = {"noise": noise, "max_cloud": max_cloud, "allow_missing": allow_missing, "season_dates": season_dates,
-              "jitter": jitter, "scenes": str(Path(scenes).resolve()) if scenes else None}
+              "jitter": jitter, "scenes": absolute(scenes), "labels": absolute(labels)}
     runtime = {"ee_project": ee_project, "ee_url": ee_url, "ee_concurrency": ee_concurrency}
     allowed = {"synthetic": {"noise"}, "earthengine": {"max_cloud", "allow_missing", "season_dates", "jitter",
-                                                       "scenes", "ee_project", "ee_url", "ee_concurrency"}}[source]
+                                                       "scenes", "labels", "ee_project", "ee_url",
+                                                       "ee_concurrency"}}[source]
     wrong = sorted(k for k, v in {**chosen, **runtime}.items() if v is not None and k not in allowed)
     if wrong:
         raise NoldoError(f"--{wrong[0].replace('_', '-')} does not apply to the {source} source")

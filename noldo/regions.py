@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import shapely
+from affine import Affine
 from pyproj import Geod
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
-from noldo.catalog import SEASON_MAX_OFFSET_DAYS, TILE_SIZE
+from noldo.catalog import PIXEL_SIZE, SEASON_MAX_OFFSET_DAYS, TILE_SIZE
 from noldo.errors import NoldoError
 from noldo.grid import MAX_LATITUDE, Grid, check_lonlat, sample_grid
 
@@ -47,12 +48,30 @@ class Place:
 
 
 @dataclass(frozen=True)
+class Tile:
+    """A downstream tile with its own grid (a row of the DW tile table) and label date."""
+
+    key: str
+    epsg: int
+    bounds: tuple[float, float, float, float]  # left, bottom, right, top in the tile's EPSG
+    height: int
+    width: int
+    date: str | None
+
+
+@dataclass(frozen=True)
 class Region:
-    """Where samples come from: an area to draw centres in, or a fixed table of locations."""
+    """Where samples come from: an area to draw centres in, a table of locations, or a table of tiles."""
 
     spec: str  # canonical text, recorded with the build
     geometry: BaseGeometry | None = None  # lon/lat (Multi)Polygon
     locations: tuple[tuple[float, float, str | None], ...] | None = None
+    tiles: tuple[Tile, ...] | None = None
+
+    @property
+    def tile_shape(self) -> tuple[int, int] | None:
+        """The (height, width) every tile of a tile table shares; None for other regions."""
+        return (self.tiles[0].height, self.tiles[0].width) if self.tiles else None
 
     def area_km2(self) -> float:
         """Geodesic area of the region (0 for a location table)."""
@@ -71,6 +90,7 @@ class Candidate:
     lat: float
     grid: Grid
     day_offset: int
+    date: str | None = None  # the label date of a downstream tile
 
     def sample_id(self, split: str) -> str:
         return f"{split}-{self.key}"
@@ -145,6 +165,8 @@ def _table_region(path: Path) -> Region:
     if not rows:
         raise NoldoError(f"location table {path} has no rows")
     columns = {name.strip().lower(): name for name in rows[0] if name}
+    if "bound1" in columns or "left" in columns:
+        return _tile_region(path, rows, columns)
     lon_col = columns.get("lon") or columns.get("longitude")
     lat_col = columns.get("lat") or columns.get("latitude")
     if not (lon_col and lat_col):
@@ -162,6 +184,42 @@ def _table_region(path: Path) -> Region:
     if len(ids) != len(set(ids)):
         raise NoldoError(f"location table {path} has duplicate ids")
     return Region(f"table:{path.resolve()}", locations=tuple(locations))
+
+
+def _tile_region(path: Path, rows: list[dict[str, str]], columns: dict[str, str]) -> Region:
+    """A DW tile table (center_voids_*.csv: dw_id, crs, bound1..bound4, height, width[, date])."""
+    names = {"id": ("dw_id", "id"), "epsg": ("crs", "epsg"), "left": ("bound1", "left"),
+             "bottom": ("bound2", "bottom"), "right": ("bound3", "right"), "top": ("bound4", "top"),
+             "height": ("height",), "width": ("width",)}
+    found = {k: next((columns[c] for c in options if c in columns), None) for k, options in names.items()}
+    if missing := [k for k, v in found.items() if v is None]:
+        raise NoldoError(f"tile table {path} lacks {', '.join(missing)} (columns dw_id,crs,bound1..bound4,"
+                         "height,width[,date])")
+    tiles = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            ident = row[found["id"]].strip()
+            epsg = int(float(row[found["epsg"]].strip().removeprefix("EPSG:")))
+            bounds = tuple(float(row[found[k]]) for k in ("left", "bottom", "right", "top"))
+            height, width = int(row[found["height"]]), int(row[found["width"]])
+            date = (row.get(columns.get("date", "")) or "").strip() or ident.rsplit("-", 1)[-1]
+            digits = date.replace("-", "")
+            date = f"{digits[:4]}-{digits[4:6]}-{digits[6:8]}" if re.fullmatch(r"\d{8}", digits) else None
+        except (TypeError, ValueError) as exc:
+            raise NoldoError(f"{path}, line {line}: {exc}") from None
+        if date is None:
+            raise NoldoError(f"{path}, line {line}: tile {ident} has no label date (a date column or a "
+                             "-YYYYMMDD suffix on dw_id)")
+        resolution = ((bounds[2] - bounds[0]) / width, (bounds[3] - bounds[1]) / height)
+        if max(abs(r - PIXEL_SIZE) for r in resolution) > 1e-6:
+            raise NoldoError(f"{path}, line {line}: tile {ident} has {resolution[0]:g} × {resolution[1]:g} m pixels; "
+                             f"noldo grids are {PIXEL_SIZE} m")
+        tiles.append(Tile(ident.removeprefix("dw_"), epsg, bounds, height, width, date))
+    if not tiles:
+        raise NoldoError(f"tile table {path} has no rows")
+    if len({(t.height, t.width) for t in tiles}) > 1:
+        raise NoldoError(f"tile table {path} mixes tile sizes; build one split per size")
+    return Region(f"tiles:{path.resolve()}", tiles=tuple(tiles))
 
 
 def parse_region(text: str) -> Region:
@@ -192,8 +250,8 @@ def parse_region(text: str) -> Region:
 
 def capacity(region: Region, spacing_km: float = MIN_SPACING_KM) -> int:
     """About how many centres ``spacing_km`` apart a region holds (random sequential packing)."""
-    if region.locations is not None:
-        return len(region.locations)
+    if region.locations is not None or region.tiles is not None:
+        return len(region.locations or region.tiles)
     perimeter = abs(Geod(ellps="WGS84").geometry_area_perimeter(region.geometry)[1]) / 1e3
     effective = region.area_km2() + perimeter * spacing_km / 2 + math.pi * spacing_km**2 / 4
     return int(0.547 * effective / (math.pi * spacing_km**2 / 4))
@@ -236,6 +294,13 @@ def candidates(region: Region, seed: int = 0, tile_size: int = TILE_SIZE,
     def offset(index: int) -> int:
         return int(np.random.default_rng([seed, index]).integers(0, SEASON_MAX_OFFSET_DAYS))
 
+    if region.tiles is not None:
+        for i, tile in enumerate(region.tiles):
+            left, top = tile.bounds[0], tile.bounds[3]
+            grid = Grid(tile.epsg, Affine(PIXEL_SIZE, 0.0, left, 0.0, -PIXEL_SIZE, top), tile.height, tile.width)
+            lon, lat = grid.center_lonlat()
+            yield Candidate(i, tile.key, lon, lat, grid, 0, tile.date)
+        return
     if region.locations is not None:
         for i, (lon, lat, ident) in enumerate(region.locations):
             key = f"{int(ident):07d}" if ident and ident.isdigit() else (ident or f"{i:07d}")

@@ -309,3 +309,49 @@ def test_live_earth_engine(tmp_path):
                                       "--out", str(tmp_path / "live"), "--samples", "1"])
     assert result.exit_code == 0, result.output
     assert verify(tmp_path / "live")[0] == []
+
+
+def test_downstream_tiles_with_expert_labels(fake, tmp_path):
+    import rasterio
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:32632", always_xy=True).transform(11.4, 48.07)
+    x, y = round(x, -1), round(y, -1)
+    labels_dir = tmp_path / "Experts" / "EH" / "4"
+    labels_dir.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows, expert = [], {}
+    for i, day in enumerate(("20200615", "20200920", "20210302")):
+        name = f"dw_{11.4 + i / 100:.10f}_{48.07:.10f}-{day}"
+        left, top = x + i * 400, y
+        rows.append(f"{name},EH,4,32632,11.4,48.07,{left},{top - 400},{left + 400},{top},40,40")
+        if i == 2:
+            continue  # no label file: the tile is rejected
+        expert[name] = rng.integers(0, 11, (40, 40), dtype="uint8")
+        with rasterio.open(labels_dir / f"{name}.tif", "w", driver="GTiff", height=40, width=40, count=1,
+                           dtype="uint8", crs="EPSG:32632",
+                           transform=rasterio.transform.from_origin(left, top, 10, 10)) as dst:
+            dst.write(expert[name], 1)
+    table = tmp_path / "center_voids_expert.csv"
+    table.write_text("dw_id,hemisphere,biome,crs,center_lon,center_lat,bound1,bound2,bound3,bound4,height,width\n"
+                     + "\n".join(rows) + "\n")
+    result = CliRunner().invoke(cli, ["build", "--tiles", str(table), "--labels", str(tmp_path / "Experts"),
+                                      "--split", "dw_train", "--source", "earthengine", "--ee-url", fake.url,
+                                      "--ee-project", "P", "--out", str(tmp_path / "root")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["requested"], summary["samples"], summary["rejected"]["reasons"]) == (3, 2, {"labels": 1})
+    group = zarr.open_group(tmp_path / "root" / "dw_train.zarr", mode="r")
+    assert group["s2"].shape == (2, 1, 13, 40, 40) and group["dw"].shape == (2, 1, 40, 40)
+    index = pd.read_parquet(tmp_path / "root" / "dw_train.parquet")
+    for i, row in index.iterrows():
+        name = "dw_" + row["sample"].removeprefix("dw_train-")
+        raw = expert[name]
+        mapped = np.where((raw >= 1) & (raw <= 9), raw.astype(int) - 1, 255)
+        np.testing.assert_array_equal(group["dw"][i, 0], mapped)
+        label_day = pd.Timestamp(name[-8:], tz="UTC")
+        s2_time = pd.Timestamp(row["s2_time_t0"])
+        assert abs((s2_time - label_day).days) <= 15 and row["s2_epsg_t0"] == 32632
+        grid = grid_from_affine(32632, group["transform"][i], 40, 40)
+        np.testing.assert_array_equal(group["s2"][i, 0], expected("s2", row["s2_id_t0"], grid))
+    assert verify(tmp_path / "root")[0] == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,8 +68,10 @@ class EarthEngineSource:
 
     def __init__(self, seed: int = 0, seasons: int = 4, max_cloud: float = 20.0, allow_missing: bool = False,
                  scenes: str | None = None, season_dates: str | None = None, jitter: bool = True,
-                 ee_project: str | None = None, ee_url: str | None = None, ee_concurrency: int | None = None):
+                 labels: str | None = None, ee_project: str | None = None, ee_url: str | None = None,
+                 ee_concurrency: int | None = None):
         self.settings = earthengine.settings_from(ee_project, ee_url, ee_concurrency)
+        self.labels = ExpertLabels(labels) if labels else None
         self.parallelism = self.settings.concurrency
         self.max_cloud, self.allow_missing, self.jitter = max_cloud, allow_missing, jitter
         indices = range(len(SEASONS)) if seasons == len(SEASONS) else (2,)
@@ -89,6 +92,9 @@ class EarthEngineSource:
         earthengine.initialize(self.settings)
 
     def _windows(self, candidate: Candidate) -> list[tuple[datetime, datetime]]:
+        if candidate.date is not None:  # a downstream tile: ±15 days around its label date
+            day = datetime.fromisoformat(candidate.date).replace(tzinfo=UTC)
+            return [(day - timedelta(days=15), day + timedelta(days=15))]
         if self.scene_table is not None:
             wanted = self.scene_table.get(candidate.key)
             if wanted is None:
@@ -103,14 +109,21 @@ class EarthEngineSource:
         windows = self._windows(candidate)
         span = (min(w[0] for w in windows), max(w[1] for w in windows))
         s2_scenes = sentinel2.search(self.settings, sample, span, self.max_cloud)
-        dw_scenes = dynamic_world.search(self.settings, sample, span)
+        if candidate.date is not None:  # tiles keep to their own UTM zone; labels come from files
+            s2_scenes = [s for s in s2_scenes if s.epsg == candidate.grid.epsg]
+        dw_scenes = dynamic_world.search(self.settings, sample, span) if self.labels is None else {}
         s1_span = (span[0] - timedelta(days=15), span[1] + timedelta(days=15)) if self.scene_table else span
         s1_scenes = sentinel1.search(self.settings, sample, s1_span)
-        labelled = [s for s in s2_scenes if s.index in dw_scenes]
+        labelled = [s for s in s2_scenes if s.index in dw_scenes] if self.labels is None else s2_scenes
         chosen: dict[str, list[Scene | None]] = {"s2": [], "s1": [], "dw": []}
         meta: dict[str, Any] = {"day_offset": candidate.day_offset if self.jitter else 0}
         for t, window in enumerate(windows):
-            if self.scene_table is not None:
+            if candidate.date is not None:
+                label_day = window[0] + (window[1] - window[0]) / 2
+                s2 = sentinel2.pick_near(s2_scenes, window, label_day)
+                missing_s2 = (f"s2: no scene under {self.max_cloud:g}% cloud in EPSG:{candidate.grid.epsg} within "
+                              f"15 days of {candidate.date}")
+            elif self.scene_table is not None:
                 index = self.scene_table[candidate.key][t]
                 s2 = next((s for s in s2_scenes if s.index == index), None)
                 missing_s2 = f"s2: published scene {index} not found (or over {self.max_cloud:g}% cloud)"
@@ -119,12 +132,13 @@ class EarthEngineSource:
                 s2 = s2 or (sentinel2.pick(s2_scenes, window, candidate.grid.epsg) if self.allow_missing else None)
                 missing_s2 = (f"s2: no scene under {self.max_cloud:g}% cloud with a Dynamic World image in season "
                               f"t{t} ({window[0]:%Y-%m-%d} – {window[1]:%Y-%m-%d})")
-            dw = dw_scenes.get(s2.index) if s2 else None
+            dw = (dw_scenes.get(s2.index) if s2 else None) if self.labels is None else self.labels.find(candidate)
             target = s2.time if s2 else window[0] + (window[1] - window[0]) / 2
             s1_window = (target - timedelta(days=15), target + timedelta(days=15)) if self.scene_table else window
             s1 = sentinel1.pick(s1_scenes, s1_window, target)
-            for name, scene, reason in (("s2", s2, missing_s2),
-                                        ("dw", dw, f"dw: no Dynamic World image for {s2.index if s2 else '-'}"),
+            missing_dw = (f"labels: no file for tile {candidate.key} under --labels" if self.labels
+                          else f"dw: no Dynamic World image for {s2.index if s2 else '-'}")
+            for name, scene, reason in (("s2", s2, missing_s2), ("dw", dw, missing_dw),
                                         ("s1", s1, f"s1: no IW scene with VV and VH in season t{t}")):
                 if scene is None and not self.allow_missing:
                     raise Rejected(reason)
@@ -139,6 +153,8 @@ class EarthEngineSource:
 
     def fetch(self, candidate: Candidate, plan: Plan, array: str) -> Fetched:
         """All seasons of one modality in one computePixels request (split only by the size guard)."""
+        if array == "dw" and self.labels is not None:
+            return self.labels.read(plan.context["dw"][0], candidate)
         scenes = plan.context[array]
         bands = _BANDS[array]
         grid = candidate.grid
@@ -164,6 +180,8 @@ class EarthEngineSource:
 
     def cost(self, candidate: Candidate, plan: Plan, array: str) -> tuple[int, int]:
         """computePixels requests and bytes that :meth:`fetch` would make (for ``--dry-run``)."""
+        if array == "dw" and self.labels is not None:
+            return 0, candidate.grid.height * candidate.grid.width
         bands = len(_BANDS[array]) * sum(s is not None for s in plan.context[array])
         if not bands:
             return 0, 0
@@ -171,3 +189,44 @@ class EarthEngineSource:
         blocks = earthengine.split_request(*candidate.grid.shape, itemsize, bands)
         return len(blocks), bands * candidate.grid.height * candidate.grid.width * itemsize
 
+
+
+class ExpertLabels:
+    """Dynamic World expert label GeoTIFFs (``--labels DIR``), found by tile name anywhere below DIR.
+
+    Their encoding (0 unlabelled, 1–9 the classes, 10 cloud; noldo-data.md §6.1) becomes ours:
+    value − 1 for the classes, 255 for unlabelled and cloud.
+    """
+
+    def __init__(self, directory: str) -> None:
+        root = Path(directory)
+        if not root.is_dir():
+            raise NoldoError(f"--labels {directory} is not a directory")
+        self.files = {p.stem.removeprefix("dw_"): p for p in sorted(root.rglob("*.tif"))}
+
+    def find(self, candidate: Candidate) -> Scene | None:
+        path = self.files.get(candidate.key)
+        if path is None:
+            return None
+        return Scene(str(path), datetime.fromisoformat(candidate.date or "1970-01-01").replace(tzinfo=UTC),
+                     candidate.grid.epsg, True)
+
+    @staticmethod
+    def read(label: Scene | None, candidate: Candidate) -> Fetched:
+        """The tile's labels in our encoding; a file off the tile grid rejects the sample."""
+        import rasterio
+
+        grid = candidate.grid
+        if label is None:
+            return Fetched(np.full((1, *grid.shape), dynamic_world.NODATA, "uint8"), {"dw_valid_t0": 0.0})
+        with rasterio.open(label.id) as src:
+            if src.shape != grid.shape or (src.crs and src.crs.to_epsg() != grid.epsg) or \
+                    not src.transform.almost_equals(grid.transform):
+                raise Rejected(f"labels: {Path(label.id).name} is not on the tile grid (EPSG:{grid.epsg}, "
+                               f"{grid.height}×{grid.width})")
+            raw = src.read(1)
+        lut = np.full(256, dynamic_world.NODATA, "uint8")
+        lut[1:10] = np.arange(9)
+        labels = lut[np.clip(raw, 0, 255).astype("uint8")][None]
+        return Fetched(labels, {"dw_valid_t0": round(float((labels != dynamic_world.NODATA).mean()), 4),
+                                "dw_label_file": Path(label.id).name})

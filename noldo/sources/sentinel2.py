@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from noldo.catalog import S2_BANDS
@@ -26,6 +27,12 @@ def pick(scenes: Sequence[Scene], window: Window, epsg: int) -> Scene | None:
     """The SSL4EO-S12 rule, made deterministic: the most recent scene in the window, preferring scenes
     that cover the whole sample and are in the sample grid's UTM zone (so no pixel is reprojected)."""
     return choose(scenes, window, lambda s: (s.covers, s.epsg == epsg, s.time, s.id))
+
+
+def pick_near(scenes: Sequence[Scene], window: Window, day: datetime) -> Scene | None:
+    """For a labelled tile: the scene closest to the label day, preferring full coverage and the days after
+    it (the CromSS search looked at the 15 days after the label date first)."""
+    return choose(scenes, window, lambda s: (s.covers, s.time >= day, -abs((s.time - day).total_seconds()), s.id))
 
 
 def expression(scenes: Sequence[Scene], names: Sequence[str]):
