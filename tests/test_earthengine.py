@@ -355,3 +355,22 @@ def test_downstream_tiles_with_expert_labels(fake, tmp_path):
         grid = grid_from_affine(32632, group["transform"][i], 40, 40)
         np.testing.assert_array_equal(group["s2"][i, 0], expected("s2", row["s2_id_t0"], grid))
     assert verify(tmp_path / "root")[0] == []
+
+
+def test_season_windows_follow_the_ssl4eo_recipe(monkeypatch):
+    from datetime import UTC, datetime
+
+    from noldo.regions import Candidate
+    from noldo.sources.ee_source import EarthEngineSource
+    from noldo.sources.scenes import season_windows
+
+    windows = season_windows(10)
+    assert windows[0] == (datetime(2020, 11, 26, tzinfo=UTC), datetime(2020, 12, 26, tzinfo=UTC))
+    assert [w[0].month for w in windows] == [11, 2, 5, 8]
+    monkeypatch.delenv("NOLDO_EE_PROJECT", raising=False)
+    candidate = Candidate(0, "0000000", 11.4, 48.1, None, day_offset=100)
+    dated = EarthEngineSource(season_dates="2023-01-15,2023-04-15,2023-07-15,2023-10-15", jitter=False)
+    assert dated._windows(candidate)[2] == (datetime(2023, 6, 30, tzinfo=UTC), datetime(2023, 7, 30, tzinfo=UTC))
+    assert EarthEngineSource()._windows(candidate)[0][0] == datetime(2020, 8, 28, tzinfo=UTC)
+    with pytest.raises(Exception, match="needs 4 dates"):
+        EarthEngineSource(season_dates="2023-01-15")
