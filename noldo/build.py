@@ -383,3 +383,4 @@ def _write_shard(writer: SplitWriter, cache: _UnitCache, split: str, shard: int,
                        extra={"candidates": [c.index for c in members]})
     for c in members:
         cache.drop(c.index)
+

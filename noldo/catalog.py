@@ -110,6 +110,50 @@ OSM_CLASSES: tuple[LandCoverClass, ...] = (
     LandCoverClass(13, "Coastal wetlands", "#E6E6FF", 0),
 )
 
+#: OSM class priority, highest first: water and wetlands over mines and industry, over urban, over
+#: vegetation (noldo-data.md §3.2). Rules are tried in this order; it also breaks ties of equal area.
+OSM_PRIORITY: tuple[int, ...] = (9, 13, 12, 6, 4, 1, 5, 8, 2, 7, 3, 11, 10)
+
+#: OSM tag → class rules (key, value, class), from the osmlanduse legend as CromSS used it; a polygon
+#: takes the class of the first rule it matches in :data:`OSM_PRIORITY` order.
+OSM_TAG_RULES: tuple[tuple[str, str, int], ...] = (
+    ("natural", "water", 9), ("waterway", "riverbank", 9), ("landuse", "reservoir", 9), ("landuse", "basin", 9),
+    ("waterway", "dock", 9), ("waterway", "canal", 9), ("water", "canal", 9), ("water", "pond", 9),
+    ("landuse", "pond", 9),
+    ("landuse", "salt_pond", 13), ("wetland", "tidalflat", 13), ("tidal", "yes", 13),
+    ("natural", "wetland", 12), ("natural", "marsh", 12), ("wetland", "marsh", 12),
+    ("landuse", "quarry", 6), ("landuse", "construction", 6), ("landuse", "landfill", 6),
+    ("landuse", "brownfield", 6),
+    ("landuse", "railway", 4), ("landuse", "industrial", 4), ("landuse", "commercial", 4), ("landuse", "retail", 4),
+    ("landuse", "harbour", 4), ("landuse", "port", 4), ("landuse", "lock", 4), ("lock", "yes", 4),
+    ("leisure", "marina", 4),
+    ("landuse", "residential", 1), ("landuse", "garages", 1),
+    ("leisure", "stadium", 5), ("landuse", "recreation_ground", 5), ("leisure", "golf_course", 5),
+    ("leisure", "sports_centre", 5), ("leisure", "playground", 5), ("leisure", "pitch", 5),
+    ("landuse", "village_green", 5), ("landuse", "allotments", 5), ("landuse", "cemetery", 5),
+    ("leisure", "park", 5), ("tourism", "zoo", 5), ("leisure", "track", 5), ("leisure", "garden", 5),
+    ("highway", "raceway", 5),
+    ("landuse", "vineyard", 8), ("landuse", "orchard", 8),
+    ("landuse", "farmland", 2), ("landuse", "farm", 2), ("landuse", "farmyard", 2),
+    ("landuse", "greenhouse_horticulture", 2), ("landuse", "greenhouse", 2), ("building", "greenhouse", 2),
+    ("landuse", "meadow", 7),
+    ("landuse", "forest", 3), ("natural", "wood", 3),
+    ("landuse", "grass", 11), ("landuse", "greenfield", 11), ("natural", "scrub", 11), ("natural", "heath", 11),
+    ("natural", "grassland", 11),
+    ("natural", "cliff", 10), ("natural", "fell", 10), ("natural", "sand", 10), ("natural", "scree", 10),
+    ("natural", "beach", 10), ("natural", "mud", 10), ("natural", "glacier", 10), ("natural", "bare_rock", 10),
+    ("natural", "rock", 10),
+)
+
+
+def osm_tags() -> dict[str, list[str]]:
+    """The tag query for osmnx/Overpass: every key with the values the rules use."""
+    tags: dict[str, list[str]] = {}
+    for key, value, _ in OSM_TAG_RULES:
+        tags.setdefault(key, []).append(value)
+    return tags
+
+
 #: DFC2020 simplified IGBP legend and its mapping onto the 8 trainable Dynamic World classes
 #: (noldo-data.md §6.3); ``dw_value`` None = ignored (255): savanna and snow/ice are absent in val/test.
 DFC2020_CLASSES: tuple[LandCoverClass, ...] = (

@@ -122,6 +122,7 @@ def _sections() -> list[str]:
         "ODbL.\n\n" + _table(
             ("value", "class", "colour", "→ Dynamic World"),
             ((k.value, k.name, _swatch(k.colour), dw_names[k.dw_value]) for k in c.OSM_CLASSES)) +
+        "\n\n" + _osm_rules() +
         "\n\n### DFC2020\n\n"
         "Simplified IGBP classes mapped onto the 8 trainable Dynamic World classes (255 = ignored).\n\n"
         + _table(("DFC value", "class", "colour", "→ Dynamic World"),
@@ -143,6 +144,32 @@ def _sections() -> list[str]:
         "\n\nThe published NoLDO-S12 files are distributed under the terms of the "
         f"[{c.HF_REPO}](https://huggingface.co/datasets/{c.HF_REPO}) dataset card.",
     ]
+
+
+def _osm_rules() -> str:
+    by_class: dict[int, list[str]] = {}
+    for key, value, cls in c.OSM_TAG_RULES:
+        by_class.setdefault(cls, []).append(f"`{key}={value}`")
+    names = {k.value: k.name for k in c.OSM_CLASSES}
+    return (
+        "#### From OSM tags to classes (`noldo build --split osm`)\n\n"
+        "noldo rasterises OSM polygons itself (osmnx + geopandas + rasterio) instead of the osmlanduse WMS "
+        "rendering CromSS used, so labels can be rebuilt for any place and date. Areas only: points and lines "
+        "are dropped (a way tagged `area=yes` is an area). A polygon takes the class of the first rule it "
+        "matches, trying classes in priority order " + " > ".join(str(v) for v in c.OSM_PRIORITY) + ". "
+        "Geometries are repaired (`make_valid`) and reprojected to the sample's UTM grid, then burned with "
+        "the pixel-centre rule (`all_touched=False`) in order of decreasing area, so small nested features "
+        "(a pond in a park in a residential area) win; equal areas go to the higher-priority class.\n\n"
+        + _table(("priority", "class", "OSM tags"), ((rank + 1, f"{cls} {names[cls]}", ", ".join(by_class[cls]))
+                                                     for rank, cls in enumerate(c.OSM_PRIORITY)))
+        + "\n\nQC against Dynamic World: `osm_coverage` is the labelled fraction; `osm_agreement` the share of "
+        "pixels labelled in both whose OSM class maps to the DW class (every season counts). Both are stored in "
+        "the index; `--min-coverage` rejects samples, `--min-agreement` sets `osm_qc` when labels are added to "
+        "an existing split (`--like`).\n\n"
+        "**Licence.** OSM-derived arrays (`osm`) are a derivative database of OpenStreetMap: © OpenStreetMap "
+        "contributors, under the Open Database License 1.0 (attribution and share-alike). They are kept in "
+        "their own array with their own licence attribute."
+    )
 
 
 def _synthetic_section() -> str:

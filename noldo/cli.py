@@ -81,12 +81,16 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
 @click.option("--tiles", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Instead of --region: a DW tile table (dw_id,crs,bound1..bound4,height,width[,date]); each tile "
                    "keeps its own grid and label date (for --split dw_train/dw_test).")
-@click.option("--source", type=click.Choice(SOURCES), required=True,
+@click.option("--source", type=click.Choice(SOURCES), default=None,
               help="Where pixels come from: `synthetic` simulates imagery and noisy labels with known truth "
-                   "(no network; the demo).")
+                   "(no network; the demo), `earthengine` fetches S2/S1/Dynamic World, `osm` rasterises "
+                   "OpenStreetMap land use [default: osm for --split osm].")
 @click.option("--split", default="nol", show_default=True,
-              help="The split to build: `nol` has 4 seasons, other splits one.")
-@click.option("--out", "root", required=True, type=click.Path(path_type=Path), help="The store directory ROOT.")
+              help="The split to build: `nol` has 4 seasons, other splits one. `--split osm` builds "
+                   "OpenStreetMap labels: a new `osm` split, or an `osm` array added to the split named by --like.")
+@click.option("--out", "root", type=click.Path(path_type=Path), help="The store directory ROOT.")
+@click.option("--like", type=click.Path(path_type=Path), default=None, metavar="ROOT/SPLIT",
+              help="With --split osm: add the osm array to this existing split, for its own samples.")
 @click.option("--samples", type=click.IntRange(min=1), default=None,
               help="Accepted samples to build; candidates are drawn until this many pass "
                    "[default: 64, or every row of a table].")
@@ -121,13 +125,22 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
 @click.option("--labels", type=click.Path(exists=True, file_okay=False), default=None,
               help="earthengine with --tiles: a folder of expert label GeoTIFFs (dw_<tile>.tif, values 0 "
                    "unlabelled, 1–9 classes, 10 cloud) used as the dw array.")
+@click.option("--osm-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="osm: a local extract (.osm, .osm.bz2, .osm.pbf) instead of Overpass; pixels outside it are 0.")
+@click.option("--overpass-url", metavar="URL", default=None,
+              help="osm: a private Overpass API [env NOLDO_OVERPASS_URL; default: the public one].")
+@click.option("--min-coverage", type=click.FloatRange(0, 1), default=None,
+              help="osm: reject samples whose labelled fraction is smaller [default: 0].")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=None,
+              help="osm with --like: flag (osm_qc) samples whose OSM classes agree less with Dynamic World.")
 @click.pass_context
-def build(ctx: click.Context, region: str | None, tiles: str | None, source: str, split: str, root: Path,
-          samples: int | None, seed: int,
+def build(ctx: click.Context, region: str | None, tiles: str | None, source: str | None, split: str,
+          root: Path | None, like: Path | None, samples: int | None, seed: int,
           tile_size: int, workers: int | None, scheduler: str | None, overwrite: bool, dry_run: bool,
           noise: float | None, ee_project: str | None, ee_url: str | None, ee_concurrency: int | None,
           max_cloud: float | None, allow_missing: bool | None, scenes: str | None, season_dates: str | None,
-          jitter: bool | None, labels: str | None) -> None:
+          jitter: bool | None, labels: str | None, osm_file: str | None, overpass_url: str | None,
+          min_coverage: float | None, min_agreement: float | None) -> None:
     """Build a split of a store, or resume it: re-running the same command continues where it stopped.
 
     \b
@@ -144,6 +157,29 @@ def build(ctx: click.Context, region: str | None, tiles: str | None, source: str
     from noldo.build import build as run_build
     from noldo.regions import capacity, parse_region
 
+    source = source or ("osm" if split == "osm" else None)
+    if source is None:
+        raise NoldoError("choose a --source: synthetic, earthengine or osm (see noldo build --help)")
+
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).resolve()) if path else None
+
+    if like is not None:
+        from noldo.osm_labels import add_osm
+
+        if split != "osm" or source != "osm":
+            raise NoldoError("--like adds OpenStreetMap labels: use it with --split osm")
+        if root is not None and Path(root).resolve() != like.parent.resolve():
+            raise NoldoError(f"--out {root} differs from the store of --like ({like.parent}); leave --out out")
+        options = {"osm_file": absolute(osm_file), "overpass_url": overpass_url, "min_coverage": min_coverage,
+                   "min_agreement": min_agreement}
+        summary = add_osm(like.parent, like.name.removesuffix(".zarr"),
+                          {k: v for k, v in options.items() if v is not None}, workers=workers,
+                          progress=_progress(ctx))
+        click.echo(_dumps(summary))
+        return
+    if root is None:
+        raise NoldoError("--out ROOT is required (the store directory)")
     if (region is None) == (tiles is None):
         raise NoldoError("give exactly one of --region and --tiles")
     region = region or tiles
@@ -151,15 +187,15 @@ def build(ctx: click.Context, region: str | None, tiles: str | None, source: str
         parsed = parse_region(region)
         samples = capacity(parsed) if parsed.geometry is None else 64
 
-    def absolute(path: str | None) -> str | None:
-        return str(Path(path).resolve()) if path else None
-
     chosen = {"noise": noise, "max_cloud": max_cloud, "allow_missing": allow_missing, "season_dates": season_dates,
-              "jitter": jitter, "scenes": absolute(scenes), "labels": absolute(labels)}
-    runtime = {"ee_project": ee_project, "ee_url": ee_url, "ee_concurrency": ee_concurrency}
-    allowed = {"synthetic": {"noise"}, "earthengine": {"max_cloud", "allow_missing", "season_dates", "jitter",
-                                                       "scenes", "labels", "ee_project", "ee_url",
-                                                       "ee_concurrency"}}[source]
+              "jitter": jitter, "scenes": absolute(scenes), "labels": absolute(labels),
+              "osm_file": absolute(osm_file), "min_coverage": min_coverage, "min_agreement": min_agreement}
+    runtime = {"ee_project": ee_project, "ee_url": ee_url, "ee_concurrency": ee_concurrency,
+               "overpass_url": overpass_url}
+    allowed = {"synthetic": {"noise"},
+               "earthengine": {"max_cloud", "allow_missing", "season_dates", "jitter", "scenes", "labels",
+                               "ee_project", "ee_url", "ee_concurrency"},
+               "osm": {"osm_file", "overpass_url", "min_coverage"}}[source]
     wrong = sorted(k for k, v in {**chosen, **runtime}.items() if v is not None and k not in allowed)
     if wrong:
         raise NoldoError(f"--{wrong[0].replace('_', '-')} does not apply to the {source} source")

@@ -67,7 +67,8 @@ def plot_sample(root: Path, split: str = "nol", sample: str | int = 0, season: i
     per_season = [a for a in ("s2", "s1", "dw") if a in names]
     static = [a for a in ("truth", "osm") if a in names]
     columns = len(per_season) + len(static)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(3.2 * columns, 3.5 * len(rows) + 1.2), squeeze=False)
+    size = (max(3.2 * columns, 9.0), 3.5 * len(rows) + 1.2)
+    fig, axes = plt.subplots(len(rows), columns, figsize=size, squeeze=False)
     lon, lat = float(group["center_lon"][i]), float(group["center_lat"][i])
     fig.suptitle(f"{sample_id} ({split}) at {lat:.4f}°, {lon:.4f}° · EPSG:{int(group['crs_epsg'][i])}")
     for r, t in enumerate(rows):

@@ -147,8 +147,8 @@ def split_attributes(split: str, layout: Layout, provenance: Mapping[str, Any]) 
     }
 
 
-def _create_arrays(group: zarr.Group, layout: Layout) -> None:
-    for name in layout.all_arrays:
+def _create_arrays(group: zarr.Group, layout: Layout, names: tuple[str, ...]) -> None:
+    for name in names:
         kind = array_kind(name)
         sharded = kind.dims[-1] == "x"
         shape = layout.shape(name)
@@ -205,7 +205,7 @@ class SplitWriter:
                                  "pass --overwrite to replace it")
         if not (self.group_dir / "zarr.json").exists():
             self._create(provenance)
-        self.group = zarr.open_group(zarr.storage.LocalStore(self.group_dir), mode="r+")
+        self.group = zarr.open_group(zarr.storage.LocalStore(self.group_dir), mode="r+", use_consolidated=False)
         remove_partials(self.group_dir)
 
     def _create(self, provenance: Mapping[str, Any]) -> None:
@@ -215,7 +215,7 @@ class SplitWriter:
         shutil.rmtree(staging, ignore_errors=True)
         group = zarr.create_group(zarr.storage.LocalStore(staging), zarr_format=3,
                                   attributes=split_attributes(self.split, self.layout, provenance))
-        _create_arrays(group, self.layout)
+        _create_arrays(group, self.layout, self.layout.all_arrays)
         staging.rename(self.group_dir)  # the group appears complete or not at all
 
     def _marker(self, shard: int) -> Path:
@@ -230,9 +230,51 @@ class SplitWriter:
         return json.loads(path.read_text()) if path.exists() else None
 
     def shard_done(self, shard: int) -> bool:
-        """True if the shard was committed and all its files are still there."""
+        """True if every array of the shard was committed and all its files are still there."""
         marker = self.marker(shard)
-        return marker is not None and all((self.root / rel).exists() for rel in marker["files"])
+        if marker is None:
+            return False
+        arrays = {rel.split("/")[1] for rel in marker["files"]}
+        return arrays >= set(self.layout.all_arrays) and all((self.root / rel).exists() for rel in marker["files"])
+
+    def add_arrays(self, names: tuple[str, ...], provenance: Mapping[str, Any]) -> None:
+        """Add image arrays to an existing split (e.g. ``osm``); their shards are then pending."""
+        new = tuple(n for n in names if n not in self.layout.arrays)
+        if not new:
+            return
+        self._bootstrap()
+        self.layout = replace(self.layout, arrays=(*self.layout.arrays, *new))
+        for name in new:
+            if name in self.group:
+                del self.group[name]
+        _create_arrays(self.group, self.layout, new)
+        fresh = split_attributes(self.split, self.layout, {})
+        for key in ("layout", "legends", "nodata", "licences", "array_licences"):
+            self.group.attrs[key] = fresh[key]
+        self.group.attrs["provenance"] = {**self.group.attrs["provenance"], **provenance}
+
+    def _bootstrap(self) -> None:
+        """Recreate commit markers and index fragments for a finished split that has none (a downloaded
+        or converted store), so arrays can be added to it."""
+        index = index_path(self.root, self.split)
+        if not index.exists() or all(self.marker(k) for k in range(self.layout.shards)):
+            return
+        from noldo.manifest import read_manifest
+
+        listed = {f["path"]: f for f in (read_manifest(self.root) or {"files": []})["files"]}
+        table = pd.read_parquet(index)
+        for shard in range(self.layout.shards):
+            files = {}
+            for name in self.layout.all_arrays:
+                path = shard_file(self.group_dir, self.group[name], shard)
+                rel = str(path.relative_to(self.root))
+                entry = listed.get(rel)
+                size = path.stat().st_size
+                files[rel] = [size, entry["sha256"] if entry and entry["bytes"] == size else sha256_file(path)]
+            start, stop = self.layout.shard_range(shard)
+            self.work.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self._fragment(shard), table.iloc[start:stop].to_parquet(index=False))
+            atomic_write_json(self._marker(shard), {"shard": shard, "samples": [start, stop], "files": files})
 
     def pending_shards(self) -> list[int]:
         """Shards still to write, in order."""
@@ -248,12 +290,14 @@ class SplitWriter:
         """
         start, stop = self.layout.shard_range(shard)
         n = stop - start
-        if set(arrays) != set(self.layout.all_arrays):
+        previous = self.marker(shard) or {"files": {}}
+        if not set(arrays) <= set(self.layout.all_arrays) or not (previous["files"] or set(arrays) == set(
+                self.layout.all_arrays)):
             raise NoldoError(f"shard {shard}: arrays {sorted(arrays)} differ from {sorted(self.layout.all_arrays)}")
         if len(index) != n or "sample" not in index.columns:
             raise NoldoError(f"shard {shard}: the index needs {n} rows with a 'sample' column")
-        files: dict[str, list] = {}
-        for name in self.layout.all_arrays:
+        files: dict[str, list] = dict(previous["files"])
+        for name in arrays:
             data = np.asarray(arrays[name])
             kind = array_kind(name)
             if data.shape != self.layout.shape(name, n) or data.dtype != np.dtype(kind.dtype):
@@ -264,10 +308,15 @@ class SplitWriter:
             path = shard_file(self.group_dir, array, shard)
             files[str(path.relative_to(self.root))] = [path.stat().st_size, sha256_file(path)]
         frame = index.reset_index(drop=True).assign(shard=shard, row_in_shard=np.arange(n))
+        if self._fragment(shard).exists() and previous["files"]:  # adding arrays: keep the rows, add columns
+            old = pd.read_parquet(self._fragment(shard))
+            if list(old["sample"]) != list(frame["sample"]):
+                raise NoldoError(f"shard {shard}: the index rows do not match the split's samples")
+            frame = pd.concat([old.drop(columns=[c for c in frame.columns if c in old.columns]), frame], axis=1)
         self.work.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self._fragment(shard), frame.to_parquet(index=False))
-        atomic_write_json(self._marker(shard), {"shard": shard, "samples": [start, stop], "files": files,
-                                                **(extra or {})})
+        atomic_write_json(self._marker(shard), {**previous, "shard": shard, "samples": [start, stop],
+                                                "files": files, **(extra or {})})
 
     def resize(self, samples: int) -> None:
         """Shrink the split to ``samples`` (e.g. when a region ran out of candidates) before the last shard."""
@@ -381,7 +430,8 @@ def describe(root: Path) -> dict[str, Any]:
     for split in list_splits(root):
         attrs = read_attributes(root, split)
         check_schema(attrs, split_path(root, split))
-        group = zarr.open_group(zarr.storage.LocalStore(split_path(root, split), read_only=True), mode="r")
+        group = zarr.open_group(zarr.storage.LocalStore(split_path(root, split), read_only=True), mode="r",
+                                use_consolidated=False)
         arrays = {}
         for name, array in sorted(group.arrays()):
             stored = sum(f.stat().st_size for f in (split_path(root, split) / name).rglob("*") if f.is_file())

@@ -64,7 +64,7 @@ def _check_split(root: Path, split: str) -> list[Problem]:
     except NoldoError as exc:
         return [Problem(f"{split}.zarr", str(exc), _repair(root, None))]
     problems = []
-    group = zarr.open_group(zarr.storage.LocalStore(where, read_only=True), mode="r")
+    group = zarr.open_group(zarr.storage.LocalStore(where, read_only=True), mode="r", use_consolidated=False)
     present = dict(group.arrays())
     for name in layout.all_arrays:
         kind = array_kind(name)

@@ -1,9 +1,11 @@
 """Shared fixtures. Tests run offline: a stray Hugging Face hub call fails fast."""
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="noldo-test-cache-")  # osmnx and extract caches
 
 import pytest
 

@@ -83,7 +83,7 @@ class Source(Protocol):
         ...
 
 
-SOURCES = ("synthetic", "earthengine")
+SOURCES = ("synthetic", "earthengine", "osm")
 
 
 def make_source(name: str, options: Mapping[str, Any]) -> Source:
@@ -96,6 +96,10 @@ def make_source(name: str, options: Mapping[str, Any]) -> Source:
         from noldo.sources.ee_source import EarthEngineSource
 
         return EarthEngineSource(**options)
+    if name == "osm":
+        from noldo.sources.osm import OsmSource
+
+        return OsmSource(**options)
     raise NoldoError(f"unknown source {name!r}; choose one of {', '.join(SOURCES)}")
 
 
