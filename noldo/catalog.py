@@ -16,9 +16,20 @@ SHARD_SAMPLES = 64
 TILE_SIZE = 264
 PIXEL_SIZE = 10
 
-#: Hugging Face dataset of the published NoLDO-S12 files, and the revision `noldo download` pins.
+#: Hugging Face dataset of the published NoLDO-S12 files, and the revision `noldo download` uses.
+#: Sizes and sha256 always come from the hub for this revision. Pin a commit hash here once a release
+#: has been checked (set it with --revision meanwhile).
 HF_REPO = "vikki23/NoLDO-S12"
 HF_REVISION = "main"
+
+#: The published files of vikki23/NoLDO-S12, by `noldo download --what` value (noldo-data.md §4.1).
+PUBLISHED_FILES: dict[str, tuple[str, ...]] = {
+    "nol": ("ssl4eo_s12_nol.zip",),
+    "dw": ("ssl4eo_s12_dw.zip",),
+    "osm": ("ssl4eo_s12_osm.zip",),
+    "weights": tuple(f"weights-cromss-{bands}-{fusion}-epoch=199.ckpt"
+                     for bands in ("13B", "9B") for fusion in ("midFusion", "lateFusion")),
+}
 
 
 @dataclass(frozen=True)
@@ -153,6 +164,10 @@ def osm_tags() -> dict[str, list[str]]:
         tags.setdefault(key, []).append(value)
     return tags
 
+
+#: The alternative OSM raster order read from the CromSS README figure (cromss-method.md §11), as our
+#: value for each of its values 1–13; `noldo convert --osm-order readme` applies it.
+OSM_README_ORDER: tuple[int, ...] = (1, 4, 2, 5, 3, 6, 9, 10, 7, 11, 8, 12, 13)
 
 #: DFC2020 simplified IGBP legend and its mapping onto the 8 trainable Dynamic World classes
 #: (noldo-data.md §6.3); ``dw_value`` None = ignored (255): savanna and snow/ice are absent in val/test.

@@ -211,6 +211,65 @@ def build(ctx: click.Context, region: str | None, tiles: str | None, source: str
 
 
 @cli.command()
+@click.option("--what", "what", multiple=True, type=click.Choice(["nol", "dw", "osm", "weights", "all"]),
+              help="Published files of vikki23/NoLDO-S12 to fetch: nol, dw and osm are the three zips, weights the "
+                   "four CromSS checkpoints (repeatable) [default: all].")
+@click.option("--root", required=True, type=click.Path(path_type=Path), help="Where downloaded files are kept.")
+@click.option("--revision", default=None, help="Hub revision (commit hash, tag or branch) [default: the one pinned "
+                                               "in noldo.catalog].")
+@click.option("--repo", default=None, help="Hub dataset of the published files [default: vikki23/NoLDO-S12].")
+@click.option("--release", metavar="OWNER/NAME", default=None,
+              help="Instead: a noldo Zarr release (a hub dataset with a manifest.json); --root becomes the store.")
+@click.option("--split", "splits", multiple=True, help="With --release: only these splits (repeatable).")
+@click.option("--dry-run", is_flag=True, help="List what would be fetched and how many bytes; fetch nothing.")
+@click.pass_context
+def download(ctx: click.Context, what: tuple[str, ...], root: Path, revision: str | None, repo: str | None,
+             release: str | None, splits: tuple[str, ...], dry_run: bool) -> None:
+    """Fetch the published NoLDO-S12 files or a noldo release, resumably, verifying every sha256.
+
+    \b
+    Sizes and sha256 come from the hub. Files arrive as NAME.part and get their name only once
+    verified; a killed download resumes; a corrupt file is fetched again once, then reported.
+    HF_ENDPOINT selects a mirror; HF_HUB_OFFLINE=1 works from what --root already holds.
+    Examples:
+      noldo download --what dw --root noldo-files && noldo convert noldo-files/ssl4eo_s12_dw.zip --out store
+      noldo download --release my-org/noldo-s12-nol --root store && noldo verify store
+    """
+    from noldo.catalog import HF_REPO, HF_REVISION, PUBLISHED_FILES
+    from noldo.download import download as run_download
+
+    if release and what:
+        raise NoldoError("--release fetches a whole noldo release; leave out --what")
+    if splits and not release:
+        raise NoldoError("--split applies to --release")
+    chosen = list(PUBLISHED_FILES) if not what or "all" in what else list(dict.fromkeys(what))
+    summary = run_download(chosen, root, revision or HF_REVISION, repo or HF_REPO, release, splits, dry_run,
+                           progress=_progress(ctx))
+    click.echo(_dumps(summary))
+
+
+@cli.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "root", required=True, type=click.Path(path_type=Path), help="The store directory ROOT.")
+@click.option("--osm-order", type=click.Choice(["noldo", "readme"]), default="noldo", show_default=True,
+              help="How to read OSM label values: the §6.2 order (noldo) or the order of the CromSS README figure.")
+@click.pass_context
+def convert(ctx: click.Context, source: Path, root: Path, osm_order: str) -> None:
+    """Convert an original NoLDO-S12 zip (or its unpacked folder), or DFC2020, into a noldo store.
+
+    \b
+    ssl4eo_s12_nol.zip -> split nol (Dynamic World noisy labels, 4 seasons)
+    ssl4eo_s12_dw.zip  -> dw_train, dw_test (S2, S1, expert DW labels)
+    ssl4eo_s12_osm.zip -> osm_train*, osm_test (S2, S1, OSM and DW labels)
+    DFC2020 folders    -> dfc2020_val, dfc2020_test (labels mapped to 8 DW classes)
+    Re-running continues an interrupted conversion.
+    """
+    from noldo.convert import convert as run_convert
+
+    click.echo(_dumps(run_convert(source, root, osm_order, progress=_progress(ctx))))
+
+
+@cli.command()
 def regions() -> None:
     """List the built-in places usable as --region (name, bbox W,S,E,N, description)."""
     from noldo.regions import places

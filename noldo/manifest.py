@@ -20,10 +20,11 @@ _SHARD = re.compile(r"^(?P<split>[^/]+)\.zarr/(?P<array>[^/]+)/c/(?P<shard>\d+)(
 
 
 def store_files(root: Path) -> Iterator[Path]:
-    """Every published file of a store: not the manifest, build state or leftovers of interrupted writes."""
+    """Every published file of a store: not the manifest, build or download state (``.noldo*``), nor leftovers
+    of interrupted writes."""
     for path in sorted(Path(root).rglob("*")):
         rel = path.relative_to(root)
-        if (path.is_file() and rel.parts[0] != ".noldo" and rel.as_posix() != MANIFEST
+        if (path.is_file() and not rel.parts[0].startswith(".noldo") and rel.as_posix() != MANIFEST
                 and not path.name.endswith(PARTIAL_SUFFIX) and not rel.parts[0].endswith(".creating")):
             yield path
 

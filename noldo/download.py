@@ -1,0 +1,268 @@
+"""``noldo download``: the published NoLDO-S12 files and our own Zarr releases, verified by sha256.
+
+Sizes and sha256 come from the hub (``get_paths_info(..., expand=True)``: the LFS oid) or from a
+release's ``manifest.json``, never from us. Files are fetched with HTTP range requests into
+``<name>.part`` (so a killed download resumes where it stopped, across runs), hashed while they
+stream, and renamed to their final name only once size and sha256 match. A mismatch is fetched
+again once, then reported. ``HF_ENDPOINT`` selects a mirror; ``HF_HUB_OFFLINE=1`` uses what is
+already in ``--root``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from noldo.catalog import HF_REPO, HF_REVISION, PUBLISHED_FILES
+from noldo.errors import NoldoError
+from noldo.files import atomic_write_json, sha256_file
+
+log = logging.getLogger(__name__)
+STATE = ".noldo-download"
+CHUNK = 1 << 20
+ATTEMPTS = 3  # connection attempts per fetch (each resumes where the last stopped)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file to fetch: its path in the repository, size, sha256, and where it goes under the root."""
+
+    path: str
+    size: int
+    sha256: str
+    target: str  # relative to the download root
+    split: str | None = None
+
+
+def endpoint() -> str:
+    """The hub endpoint: ``HF_ENDPOINT`` (a mirror) or huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _hub_error(exc: Exception, repo: str, revision: str) -> NoldoError:
+    from huggingface_hub.errors import OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError
+
+    if isinstance(exc, RevisionNotFoundError):
+        return NoldoError(f"revision {revision!r} does not exist in dataset {repo} at {endpoint()}")
+    if isinstance(exc, RepositoryNotFoundError):
+        return NoldoError(f"dataset {repo} was not found at {endpoint()} (or it is private: run `hf auth login`)")
+    if isinstance(exc, OfflineModeIsEnabled):
+        return NoldoError("HF_HUB_OFFLINE is set and the files are not in the download root yet")
+    return NoldoError(f"cannot reach the Hugging Face hub at {endpoint()}: {type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+def list_files(paths: list[str], repo: str, revision: str) -> list[RemoteFile]:
+    """Size and sha256 (the LFS oid) of files in a hub dataset, from ``get_paths_info(expand=True)``.
+
+    A small non-LFS file (a release's manifest.json) has no sha256 on the hub; it is checked by size
+    and trusted through the pinned revision.
+    """
+    from huggingface_hub import HfApi
+
+    try:
+        infos = HfApi(endpoint=endpoint()).get_paths_info(repo, paths, repo_type="dataset", revision=revision,
+                                                          expand=True)
+    except Exception as exc:  # the hub's HTTP and connection errors
+        raise _hub_error(exc, repo, revision) from None
+    found = {info.path: info for info in infos if getattr(info, "size", None) is not None}
+    if missing := [p for p in paths if p not in found]:
+        raise NoldoError(f"{', '.join(missing)} not found in dataset {repo} at revision {revision}")
+    return [RemoteFile(p, found[p].size, found[p].lfs.sha256 if found[p].lfs else "", p) for p in paths]
+
+
+def list_release(repo: str, revision: str, root: Path, fetch: Callable[[RemoteFile], None],
+                 splits: Sequence[str] | None = None) -> list[RemoteFile]:
+    """The files of a noldo release: its ``manifest.json`` (fetched first) lists every file with size and
+    sha256; ``splits`` restricts the files to those splits."""
+    fetch(list_files(["manifest.json"], repo, revision)[0])
+    try:
+        entries = json.loads((root / "manifest.json").read_text())["files"]
+        files = [RemoteFile(e["path"], e["bytes"], e["sha256"], e["path"], e.get("split")) for e in entries]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NoldoError(f"the manifest.json of {repo} is not a noldo manifest ({exc})") from None
+    return [f for f in files if not splits or f.split in splits]
+
+
+class Downloader:
+    """Fetches files of one repository revision into a root: resumable, verified, atomic."""
+
+    def __init__(self, root: Path, repo: str, revision: str, progress: bool = False,
+                 repair: str = "noldo download") -> None:
+        self.root, self.repo, self.revision, self.progress, self.repair = Path(root), repo, revision, progress, repair
+        self.state_dir = self.root / STATE
+        self.bytes_fetched = 0
+
+    # --- the record of verified files, so a re-run does not hash gigabytes again -----------------
+    def _verified(self) -> dict[str, list]:
+        path = self.state_dir / "verified.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _remember(self, file: RemoteFile) -> None:
+        verified = self._verified()
+        stat = (self.root / file.target).stat()
+        verified[file.target] = [stat.st_size, stat.st_mtime_ns, file.sha256]
+        atomic_write_json(self.state_dir / "verified.json", verified)
+
+    def is_verified(self, file: RemoteFile) -> bool:
+        """True if the file is in place with the right sha256 (hashing only when it changed)."""
+        path = self.root / file.target
+        if not path.is_file() or path.stat().st_size != file.size:
+            return False
+        stat = path.stat()
+        if self._verified().get(file.target) == [stat.st_size, stat.st_mtime_ns, file.sha256]:
+            return True
+        if not file.sha256 or sha256_file(path) == file.sha256:
+            self._remember(file)
+            return True
+        return False
+
+    def save_listing(self, name: str, files: list[RemoteFile]) -> None:
+        atomic_write_json(self.state_dir / f"{name}-{self.revision.replace('/', '_')}.json",
+                          [asdict(f) for f in files])
+
+    def load_listing(self, name: str) -> list[RemoteFile]:
+        path = self.state_dir / f"{name}-{self.revision.replace('/', '_')}.json"
+        if not path.exists():
+            raise NoldoError(f"HF_HUB_OFFLINE is set and {self.root} has no listing of {name} at revision "
+                             f"{self.revision}; run once online")
+        return [RemoteFile(**f) for f in json.loads(path.read_text())]
+
+    # --- fetching --------------------------------------------------------------------------------
+    def fetch(self, file: RemoteFile, bar: tqdm | None = None) -> None:
+        """Make ``file`` present and verified: resume a partial fetch, re-fetch once on a mismatch."""
+        if self.is_verified(file):
+            return
+        if offline():
+            raise NoldoError(f"HF_HUB_OFFLINE is set and {self.root / file.target} is missing or damaged; "
+                             f"repair: {self.repair} (online)")
+        target = self.root / file.target
+        for attempt in (1, 2):
+            digest = self._transfer(file, target.with_name(target.name + ".part"), bar)
+            if digest == file.sha256 or not file.sha256:
+                target.with_name(target.name + ".part").replace(target)
+                self._remember(file)
+                return
+            target.with_name(target.name + ".part").unlink(missing_ok=True)
+            log.warning("%s: sha256 mismatch (attempt %d); fetching again", file.path, attempt)
+        raise NoldoError(f"{target}: sha256 does not match the hub's ({file.sha256[:12]}…) after two downloads; "
+                         f"the file was not kept; repair: {self.repair}")
+
+    def _transfer(self, file: RemoteFile, part: Path, bar: tqdm | None) -> str:
+        """Stream the rest of ``file`` into ``part``; returns the sha256 of the whole part file."""
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.utils import build_hf_headers, get_session
+
+        part.parent.mkdir(parents=True, exist_ok=True)
+        url = hf_hub_url(self.repo, file.path, repo_type="dataset", revision=self.revision, endpoint=endpoint())
+        digest = hashlib.sha256()
+        have = part.stat().st_size if part.exists() else 0
+        if have > file.size:
+            part.unlink()
+            have = 0
+        if have:
+            with open(part, "rb") as f:
+                while block := f.read(CHUNK):
+                    digest.update(block)
+            if bar is not None:
+                bar.update(have)
+        for attempt in range(ATTEMPTS):
+            if have == file.size:
+                break
+            headers = {**build_hf_headers(), "Range": f"bytes={have}-"}
+            try:
+                with get_session().stream("GET", url, headers=headers, follow_redirects=True) as response:
+                    if response.status_code == 404:
+                        raise NoldoError(f"{file.path} not found at {url}")
+                    response.raise_for_status()
+                    if response.status_code == 200 and have:  # the server ignored the range: start over
+                        digest, have = hashlib.sha256(), 0
+                        part.unlink(missing_ok=True)
+                    with open(part, "ab") as out:
+                        for block in response.iter_bytes(CHUNK):
+                            out.write(block)
+                            digest.update(block)
+                            have += len(block)
+                            self.bytes_fetched += len(block)
+                            if bar is not None:
+                                bar.update(len(block))
+            except NoldoError:
+                raise
+            except Exception as exc:  # dropped connections, timeouts, 5xx: resume from what arrived
+                if attempt + 1 == ATTEMPTS:
+                    raise NoldoError(f"downloading {file.path} failed ({type(exc).__name__}); re-run "
+                                     f"`{self.repair}` to resume") from None
+                log.info("%s: %s; resuming at byte %d", file.path, type(exc).__name__, have)
+        return digest.hexdigest()
+
+    def fetch_all(self, files: list[RemoteFile]) -> None:
+        """Fetch every file with a progress bar per file and one overall."""
+        todo = [f for f in files if not self.is_verified(f)]
+        with tqdm(total=sum(f.size for f in todo), unit="B", unit_scale=True, desc="total",
+                  disable=not self.progress) as overall:
+            for file in todo:
+                with tqdm(total=file.size, unit="B", unit_scale=True, desc=file.path, leave=False,
+                          disable=not self.progress) as bar:
+                    self.fetch(file, _Both(bar, overall))
+
+
+class _Both:
+    """Update two progress bars at once."""
+
+    def __init__(self, *bars: tqdm) -> None:
+        self.bars = bars
+
+    def update(self, n: int) -> None:
+        for bar in self.bars:
+            bar.update(n)
+
+
+def download(what: Sequence[str], root: Path, revision: str = HF_REVISION, repo: str = HF_REPO,
+             release: str | None = None, splits: Sequence[str] | None = None, dry_run: bool = False,
+             progress: bool = False) -> dict[str, Any]:
+    """Fetch published files (``what``) or a noldo release (``release``) into ``root``; returns a summary."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise NoldoError(f"--root {root} exists and is not a directory")
+    args = ["noldo", "download", "--root", str(root), "--revision", revision]
+    args += ["--release", release] if release else [a for w in what for a in ("--what", w)]
+    downloader = Downloader(root, release or repo, revision, progress, repair=shlex.join(args))
+    name = "release" if release else "published"
+    if offline():
+        files = downloader.load_listing(name)
+    elif release:
+        root.mkdir(parents=True, exist_ok=True)
+        files = list_release(release, revision, root, downloader.fetch, splits)
+    else:
+        files = list_files([p for w in what for p in PUBLISHED_FILES[w]], repo, revision)
+        if unverifiable := [f.path for f in files if not f.sha256]:
+            raise NoldoError(f"{', '.join(unverifiable)} in {repo} has no LFS sha256 to verify it against")
+    if release and offline():
+        files = [f for f in files if not splits or f.split in splits]
+    missing = [f for f in files if not downloader.is_verified(f)]
+    summary = {"root": str(root), "repo": release or repo, "revision": revision, "endpoint": endpoint(),
+               "files": len(files), "bytes": sum(f.size for f in files),
+               "to_fetch": len(missing), "bytes_to_fetch": sum(f.size for f in missing)}
+    if dry_run:
+        return {**summary, "dry_run": True, "file_list": [{"path": f.path, "bytes": f.size, "sha256": f.sha256,
+                                                           "present": f not in missing} for f in files]}
+    root.mkdir(parents=True, exist_ok=True)
+    if not offline():
+        downloader.save_listing(name, files)
+    downloader.fetch_all(files)
+    return {**summary, "bytes_fetched": downloader.bytes_fetched}

@@ -1,0 +1,139 @@
+"""A loopback server that speaks the Hugging Face hub's file endpoints, for `noldo download` tests.
+
+``POST /api/datasets/<repo>/paths-info/<revision>`` answers sizes and LFS sha256; ``GET/HEAD
+/datasets/<repo>/resolve/<revision>/<path>`` serves bytes with ETag, X-Repo-Commit and range
+support. It counts the bytes it serves, and can corrupt a file's first download or serve slowly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+class FakeHub:
+    """``with FakeHub({"repo": {"path": bytes}}) as hub: ... hub.url ...``."""
+
+    def __init__(self, repos: dict[str, dict[str, bytes]], revisions: tuple[str, ...] = ("main", COMMIT),
+                 lfs_exempt: tuple[str, ...] = ("manifest.json",)) -> None:
+        self.repos, self.revisions, self.lfs_exempt = repos, revisions, lfs_exempt
+        self.served: Counter = Counter()
+        self.corrupt_next: Counter = Counter()  # path → how many downloads to corrupt
+        self.delay = 0.0  # seconds per 64 KiB block, to make a download slow enough to kill
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def __enter__(self) -> FakeHub:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _error(self, code: int, error_code: str, message: str) -> None:
+                body = json.dumps({"error": message}).encode()
+                self.send_response(code)
+                self.send_header("X-Error-Code", error_code)
+                self.send_header("X-Error-Message", message)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _repo(self, repo: str, revision: str) -> dict[str, bytes] | None:
+                if repo not in hub.repos:
+                    self._error(404, "RepoNotFound", f"Repository {repo} not found")
+                    return None
+                if revision not in hub.revisions:
+                    self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+                    return None
+                return hub.repos[repo]
+
+            def do_POST(self) -> None:
+                m = urllib.parse.urlparse(self.path).path.split("/paths-info/")
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                repo = m[0].removeprefix("/api/datasets/")
+                files = self._repo(repo, urllib.parse.unquote(m[1]))
+                if files is None:
+                    return None
+                form = urllib.parse.parse_qs(body)
+                answer = []
+                for path in form.get("paths", []):
+                    if path in files:
+                        data = files[path]
+                        entry = {"type": "file", "path": path, "size": len(data),
+                                 "oid": hashlib.sha1(data).hexdigest()}
+                        if path not in hub.lfs_exempt:
+                            entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data),
+                                            "pointerSize": 134}
+                        answer.append(entry)
+                body = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _resolve(self, head: bool) -> None:
+                path = urllib.parse.unquote(urllib.parse.urlparse(self.path).path)
+                repo_part, _, rest = path.removeprefix("/datasets/").partition("/resolve/")
+                revision, _, name = rest.partition("/")
+                files = self._repo(repo_part, revision)
+                if files is None:
+                    return None
+                if name not in files:
+                    return self._error(404, "EntryNotFound", f"{name} does not exist")
+                data = files[name]
+                start = 0
+                if (header := self.headers.get("Range")) and header.startswith("bytes="):
+                    start = int(header[6:].split("-")[0])
+                with hub.lock:
+                    if not head and hub.corrupt_next[name] > 0:
+                        hub.corrupt_next[name] -= 1
+                        data = bytes([data[0] ^ 0xFF]) + data[1:]
+                chunk = data[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(chunk)))
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("ETag", f'"{hashlib.sha256(files[name]).hexdigest()}"')
+                self.send_header("X-Repo-Commit", COMMIT)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+                if head:
+                    return None
+                for offset in range(0, len(chunk), 65536):
+                    block = chunk[offset:offset + 65536]
+                    self.wfile.write(block)
+                    self.wfile.flush()
+                    with hub.lock:
+                        hub.served[name] += len(block)
+                    if hub.delay:
+                        time.sleep(hub.delay)
+                return None
+
+            def do_GET(self) -> None:
+                self._resolve(head=False)
+
+            def do_HEAD(self) -> None:
+                self._resolve(head=True)
+
+        return Handler
