@@ -1,0 +1,333 @@
+"""PyTorch datasets over noldo stores: CromSS pretraining samples, downstream tiles, priors, augmentation.
+
+Store handles are opened lazily inside each process (a zarr handle must not cross a fork), and the
+DataLoaders made here use the ``spawn`` start method explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import zarr
+from scipy.ndimage import gaussian_filter
+from torch.utils.data import Dataset
+
+from noldo import catalog
+from noldo.store import index_path, read_attributes, split_path
+
+NUM_CLASSES = len(catalog.DW_CLASSES)
+IGNORE = 255
+PRIOR_SIGMA, PRIOR_TRUNCATE = 3.0, 4.0
+MP_CONTEXT = "spawn"  # zarr runs an event-loop thread: never fork a process that has used it
+
+
+# --- encodings ---------------------------------------------------------------------------------
+def _stats(modality: str, bands: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    table = catalog.S2_BANDS if modality == "s2" else catalog.S1_BANDS
+    mean = np.array([table[b].mean for b in bands], dtype="float64")[:, None, None]
+    std = np.array([table[b].std for b in bands], dtype="float64")[:, None, None]
+    return mean, std
+
+
+def encode(x: np.ndarray, modality: str, bands: Sequence[int], normalization: str = "cromss") -> np.ndarray:
+    """Encode (bands, H, W) S1 dB or S2 DN as the original pipeline does (cromss-method.md §1.3).
+
+    ``cromss``: clip to mean ± 2·std per band, scale to [0, 1], truncate to 1/255 steps (the
+    SSL4EO-S12 uint8 encoding). ``zscore``: clip to mean ± 2·std, then (x − mean) / std. Nodata (S2 0,
+    S1 NaN) becomes 0 in both.
+    """
+    mean, std = _stats(modality, bands)
+    low, high = mean - 2 * std, mean + 2 * std
+    nodata = np.isnan(x) if modality == "s1" else x == 0
+    value = np.clip(np.where(nodata, low, x.astype("float64")), low, high)
+    if normalization == "cromss":
+        out = np.floor((value - low) / (high - low) * 255) / 255
+    elif normalization == "zscore":
+        out = (value - mean) / std
+    else:
+        raise ValueError(f"normalization must be 'cromss' or 'zscore', got {normalization!r}")
+    return np.where(nodata, 0.0, out).astype("float32")
+
+
+def band_indices(modality: str, bands: str | Sequence[int]) -> tuple[int, ...]:
+    """Band indices of a modality: a subset name (``13B``, ``9B``) or explicit indices; S1 has VV, VH."""
+    if modality == "s1":
+        return (0, 1)
+    return catalog.band_subset(bands) if isinstance(bands, str) else tuple(bands)
+
+
+# --- the spatial-temporal prior (cromss-method.md §5) --------------------------------------------
+def _one_hot(labels: np.ndarray, k: int) -> np.ndarray:
+    """(…, H, W) labels → (…, K, H, W) float one-hot; 255 (nodata) is all zeros."""
+    return (labels[..., None, :, :] == np.arange(k)[:, None, None]).astype("float32")
+
+
+def _normalise(maps: np.ndarray) -> np.ndarray:
+    total = maps.sum(axis=-3, keepdims=True)
+    k = maps.shape[-3]
+    return np.where(total > 0, maps / np.where(total > 0, total, 1), 1.0 / k)
+
+
+def prior(labels: np.ndarray, season: int, k: int = NUM_CLASSES) -> np.ndarray:
+    """The ``ts`` prior of one sample: ½·(N(G ∗ season frequency) + N(G ∗ onehot(labels[season]))).
+
+    ``labels`` is (seasons, H, W); G is a Gaussian with σ = 3 px, truncate 4, reflect border; N
+    renormalises each pixel's class vector (a pixel with no labelled neighbour gets 1/K).
+    """
+    maps = np.concatenate([_one_hot(labels, k).mean(axis=0), _one_hot(labels[season], k)])  # temporal, spatial
+    smooth = gaussian_filter(maps, (0, PRIOR_SIGMA, PRIOR_SIGMA), truncate=PRIOR_TRUNCATE, mode="reflect")
+    return (0.5 * (_normalise(smooth[:k]) + _normalise(smooth[k:]))).astype("float32")
+
+
+def _gaussian_kernel(device: torch.device) -> torch.Tensor:
+    radius = int(PRIOR_TRUNCATE * PRIOR_SIGMA + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+    kernel = torch.exp(-0.5 * (x / PRIOR_SIGMA) ** 2)
+    return kernel / kernel.sum()
+
+
+def _blur(maps: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian over the last two axes with scipy's ``reflect`` border (edge sample repeated);
+    one grouped convolution per axis."""
+    kernel = _gaussian_kernel(maps.device)
+    r, c = kernel.numel() // 2, maps.shape[1]
+    x = torch.cat([maps[..., :r].flip(-1), maps, maps[..., -r:].flip(-1)], dim=-1)
+    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    x = torch.cat([x[..., :r, :].flip(-2), x, x[..., -r:, :].flip(-2)], dim=-2)
+    return torch.nn.functional.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def prior_batch(labels: torch.Tensor, season: torch.Tensor, k: int = NUM_CLASSES) -> torch.Tensor:
+    """:func:`prior` for a batch on the accelerator: labels (N, seasons, H, W), season (N,) → (N, K, H, W)."""
+    classes = torch.arange(k, device=labels.device).view(1, k, 1, 1)
+    frequency = sum((labels[:, s].unsqueeze(1) == classes).float() for s in range(labels.shape[1])) / labels.shape[1]
+    chosen = (labels[torch.arange(len(season), device=labels.device), season].unsqueeze(1) == classes).float()
+    smooth = _blur(torch.cat([frequency, chosen], dim=1))  # (N, 2K, H, W): temporal, then spatial
+
+    def normalise(maps: torch.Tensor) -> torch.Tensor:
+        total = maps.sum(dim=1, keepdim=True)
+        return torch.where(total > 0, maps / total.clamp_min(1e-30), torch.full_like(maps, 1.0 / k))
+
+    return 0.5 * (normalise(smooth[:, :k]) + normalise(smooth[:, k:]))
+
+
+# --- joint augmentation -------------------------------------------------------------------------
+def augment(arrays: dict[str, np.ndarray], rng: np.random.Generator, crop: int | None,
+            rotation: str = "90", flips: bool = True) -> dict[str, np.ndarray]:
+    """Crop, flip and rotate every (…, H, W) array the same way; labels (integer arrays) use nearest only.
+
+    ``rotation``: ``"90"`` (multiples of 90°, exact), ``"free"`` (uniform ±90° with probability 0.2, as the
+    original; bilinear for images and priors, nearest for labels, reflect border) or ``"none"``.
+    """
+    height, width = next(iter(arrays.values())).shape[-2:]
+    if crop is not None and (crop > height or crop > width):
+        raise ValueError(f"crop {crop} is larger than the {height}×{width} tile")
+    if crop is not None:
+        top, left = rng.integers(0, height - crop + 1), rng.integers(0, width - crop + 1)
+        arrays = {k: v[..., top:top + crop, left:left + crop] for k, v in arrays.items()}
+    if flips:
+        if rng.random() < 0.5:
+            arrays = {k: v[..., :, ::-1] for k, v in arrays.items()}
+        if rng.random() < 0.5:
+            arrays = {k: v[..., ::-1, :] for k, v in arrays.items()}
+    if rotation == "90":
+        turns = int(rng.integers(0, 4))
+        arrays = {k: np.rot90(v, turns, axes=(-2, -1)) for k, v in arrays.items()}
+    elif rotation == "free" and rng.random() < 0.2:
+        from scipy.ndimage import rotate
+
+        angle = rng.uniform(-90, 90)
+        arrays = {k: rotate(v, angle, axes=(-1, -2), reshape=False, order=0 if v.dtype.kind in "iu" else 1,
+                            mode="reflect") for k, v in arrays.items()}
+    elif rotation not in ("90", "free", "none"):
+        raise ValueError(f"rotation must be '90', 'free' or 'none', got {rotation!r}")
+    return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+
+
+# --- datasets -----------------------------------------------------------------------------------
+class _StoreDataset(Dataset):
+    """Base: a split of a store, opened lazily in whichever process reads it."""
+
+    def __init__(self, root: str | Path, split: str) -> None:
+        self.root, self.split = Path(root), split
+        self.attrs = read_attributes(self.root, split)
+        self.ids = pd.read_parquet(index_path(self.root, split), columns=["sample"])["sample"].tolist()
+        self._group: zarr.Group | None = None
+        self._pid: int | None = None
+
+    @property
+    def group(self) -> zarr.Group:
+        if self._group is None or self._pid != os.getpid():
+            store = zarr.storage.LocalStore(split_path(self.root, self.split), read_only=True)
+            self._group, self._pid = zarr.open_group(store, mode="r"), os.getpid()
+        return self._group
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_group": None, "_pid": None}  # workers open their own handle
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _require(self, *arrays: str) -> None:
+        missing = [a for a in arrays if a not in self.attrs["layout"]["arrays"]]
+        if missing:
+            raise ValueError(f"split {self.split} of {self.root} has no {', '.join(missing)} array")
+
+
+class NoLPretrainDataset(_StoreDataset):
+    """CromSS pretraining samples: S1, S2, the noisy DW label and the spatial-temporal prior of one season.
+
+    Args:
+        root, split: the store and its 4-season split.
+        bands: S2 subset (``13B``, ``9B``) or band indices.
+        crop: output size (random crop when augmenting, centre crop otherwise); None keeps the tile.
+        augment: random crop, flips and rotation, applied jointly to images, prior and label.
+        normalization: ``cromss`` (the original uint8-style encoding) or ``zscore``.
+        rotation: ``90`` or ``free`` (see :func:`augment`).
+        season: a fixed season (validation) instead of a random one per item.
+        prior: ``cpu`` computes the prior here; ``batch`` returns all season labels as ``labels`` so
+            :func:`prior_batch` can compute it on the accelerator; ``none`` skips it.
+
+    Items: ``{"s1": (2,h,w), "s2": (C,h,w), "label": (h,w) int64 (255 = nodata), "prior": (9,h,w),
+    "meta": {...}}``.
+    """
+
+    def __init__(self, root: str | Path, split: str = "nol", bands: str | Sequence[int] = "13B",
+                 crop: int | None = 256, augment: bool = True, normalization: str = "cromss",
+                 rotation: str = "90", season: int | None = None, prior: str = "cpu", seed: int | None = None):
+        super().__init__(root, split)
+        self._require("s1", "s2", "dw")
+        self.bands = band_indices("s2", bands)
+        self.crop, self.augment, self.normalization = crop, augment, normalization
+        self.rotation, self.season, self.prior_mode, self.seed = rotation, season, prior, seed
+        self.seasons = self.attrs["layout"]["seasons"]
+
+    def _rng(self, index: int) -> np.random.Generator:
+        base = self.seed if self.seed is not None else torch.initial_seed()
+        return np.random.default_rng([base % 2**63, index, torch.randint(0, 2**31, ()).item()])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rng = self._rng(index)
+        season = self.season if self.season is not None else int(rng.integers(self.seasons))
+        g = self.group
+        labels = g["dw"][index]  # all seasons, for the temporal prior
+        arrays = {"s1": encode(g["s1"][index, season], "s1", (0, 1), self.normalization),
+                  "s2": encode(g["s2"][index, season][list(self.bands)], "s2", self.bands, self.normalization),
+                  "label": labels[season].astype("int64")}
+        if self.prior_mode == "cpu":
+            arrays["prior"] = prior(labels, season)
+        elif self.prior_mode == "batch":
+            arrays["labels"] = labels.astype("int64")
+        if self.augment:
+            arrays = augment(arrays, rng, self.crop, self.rotation)
+        elif self.crop is not None:
+            arrays = _centre_crop(arrays, self.crop)
+        item = {k: torch.from_numpy(v) for k, v in arrays.items()}
+        item["meta"] = {"sample": self.ids[index], "index": index, "season": season}
+        return item
+
+
+class DownstreamDataset(_StoreDataset):
+    """Single-modality segmentation tiles with the labels of a task, 255 = ignore (noldo-data.md §6).
+
+    Tasks: ``dw`` (DW classes 0–8), ``osm`` (OSM classes 1–13 → 0–12), ``dfc2020`` (8 DW-like classes,
+    stored in ``dw``), ``truth`` (the known truth of a synthetic store). Items: ``{"image": (C,h,w),
+    "label": (h,w) int64, "meta": {...}}``.
+    """
+
+    TASKS = {"dw": ("dw", NUM_CLASSES), "osm": ("osm", 13), "dfc2020": ("dw", 8), "truth": ("truth", NUM_CLASSES)}
+
+    def __init__(self, root: str | Path, split: str, task: str = "dw", modality: str = "s2",
+                 bands: str | Sequence[int] = "13B", crop: int | None = None, augment: bool = False,
+                 normalization: str = "cromss", season: int = 0, seed: int | None = None):
+        super().__init__(root, split)
+        if task not in self.TASKS:
+            raise ValueError(f"task must be one of {', '.join(self.TASKS)}, got {task!r}")
+        if modality not in ("s1", "s2"):
+            raise ValueError(f"modality must be 's1' or 's2', got {modality!r}")
+        self.array, self.num_classes = self.TASKS[task]
+        self._require(modality, self.array)
+        self.task, self.modality, self.bands = task, modality, band_indices(modality, bands)
+        self.crop, self.augment, self.normalization, self.season, self.seed = crop, augment, normalization, season, seed
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.bands)
+
+    def _label(self, index: int) -> np.ndarray:
+        data = self.group[self.array][index]
+        if data.ndim == 3:  # (season, H, W)
+            data = data[self.season]
+        if self.task == "osm":
+            return np.where(data == 0, IGNORE, data.astype("int64") - 1)
+        return data.astype("int64")
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image = self.group[self.modality][index, self.season][list(self.bands)]
+        arrays = {"image": encode(image, self.modality, self.bands, self.normalization), "label": self._label(index)}
+        if self.augment:
+            seed = self.seed if self.seed is not None else torch.initial_seed()
+            arrays = augment(arrays, np.random.default_rng([seed % 2**63, index, torch.randint(0, 2**31, ()).item()]),
+                             self.crop)
+        elif self.crop is not None:
+            arrays = _centre_crop(arrays, self.crop)
+        item = {k: torch.from_numpy(v) for k, v in arrays.items()}
+        item["meta"] = {"sample": self.ids[index], "index": index, "modality": self.modality}
+        return item
+
+
+def _centre_crop(arrays: dict[str, np.ndarray], crop: int) -> dict[str, np.ndarray]:
+    height, width = next(iter(arrays.values())).shape[-2:]
+    top, left = (height - crop) // 2, (width - crop) // 2
+    return {k: np.ascontiguousarray(v[..., top:top + crop, left:left + crop]) for k, v in arrays.items()}
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors; keep ``meta`` as a list of dicts."""
+    batch = {k: torch.stack([item[k] for item in items]) for k in items[0] if k != "meta"}
+    batch["meta"] = [item["meta"] for item in items]
+    return batch
+
+
+def loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int = 0, drop_last: bool = False,
+           seed: int | None = None) -> torch.utils.data.DataLoader:
+    """A DataLoader with the ``spawn`` start method and our collate; deterministic with ``seed``."""
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                                       collate_fn=collate, drop_last=drop_last, generator=generator,
+                                       multiprocessing_context=MP_CONTEXT if workers else None,
+                                       persistent_workers=workers > 0)
+
+
+def plot(sample: dict[str, Any], legend: tuple[catalog.LandCoverClass, ...] = catalog.DW_CLASSES):
+    """A matplotlib Figure of a dataset item: S2 (or the image) as RGB-ish, S1 VV, label, prior arg-max."""
+    import matplotlib.pyplot as plt
+
+    from noldo.plot import label_colours
+
+    panels = []
+    image = sample.get("s2", sample.get("image"))
+    if image is not None and image.shape[0] >= 3:
+        rgb = image[[3, 2, 1]] if image.shape[0] >= 4 else image[:3]
+        panels.append(("image (RGB bands)", np.clip(rgb.permute(1, 2, 0).numpy() * 2.5, 0, 1)))
+    if "s1" in sample or (image is not None and image.shape[0] == 2):
+        vv = sample["s1"][0] if "s1" in sample else image[0]
+        panels.append(("S1 VV (encoded)", vv.numpy()))
+    label = sample["label"].numpy()
+    panels.append(("label", label_colours(np.where(label == IGNORE, 255, label).astype("uint8"), legend)))
+    if "prior" in sample:
+        panels.append(("prior (arg-max)", label_colours(sample["prior"].argmax(0).numpy().astype("uint8"), legend)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
+    for ax, (title, data) in zip(axes[0], panels, strict=True):
+        ax.imshow(data, cmap="gray" if data.ndim == 2 else None, interpolation="nearest")
+        ax.set_title(title)
+        ax.set_axis_off()
+    fig.suptitle(str(sample.get("meta", {}).get("sample", "")))
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,90 @@
+"""Lightning DataModules over the datasets of :mod:`benchmark.data`, for the CLIs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from torch.utils.data import Subset
+
+from benchmark.data import DownstreamDataset, NoLPretrainDataset, loader
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded (train, validation) partition of ``range(n)``; validation has ⌈n·fraction⌉ items (≥ 1)."""
+    order = np.random.default_rng(seed).permutation(n)
+    size = max(1, math.ceil(n * fraction)) if n > 1 else 0
+    return sorted(order[size:].tolist()), sorted(order[:size].tolist())
+
+
+class NoLDataModule(L.LightningDataModule):
+    """Pretraining data: augmented training samples and a held-out validation set without augmentation,
+    centre-cropped, at a fixed season."""
+
+    def __init__(self, root: str | Path, split: str = "nol", bands: str = "13B", crop: int = 256,
+                 batch_size: int = 8, workers: int = 0, val_fraction: float = 0.05, normalization: str = "cromss",
+                 rotation: str = "90", prior: str = "cpu", seed: int = 0):
+        super().__init__()
+        self.root, self.split, self.bands, self.crop = root, split, bands, crop
+        self.batch_size, self.workers, self.val_fraction = batch_size, workers, val_fraction
+        self.normalization, self.rotation, self.prior, self.seed = normalization, rotation, prior, seed
+
+    def setup(self, stage: str | None = None) -> None:
+        common = {"split": self.split, "bands": self.bands, "crop": self.crop, "normalization": self.normalization,
+                  "prior": self.prior}
+        train = NoLPretrainDataset(self.root, augment=True, rotation=self.rotation, seed=self.seed, **common)
+        val = NoLPretrainDataset(self.root, augment=False, season=0, **common)
+        train_ids, val_ids = split_indices(len(train), self.val_fraction, self.seed)
+        self.train_set, self.val_set = Subset(train, train_ids), Subset(val, val_ids)
+
+    def train_dataloader(self):
+        return loader(self.train_set, self.batch_size, shuffle=True, workers=self.workers, drop_last=True,
+                      seed=self.seed)
+
+    def val_dataloader(self):
+        return loader(self.val_set, self.batch_size, shuffle=False, workers=self.workers)
+
+
+class DownstreamDataModule(L.LightningDataModule):
+    """Fine-tuning data: train (augmented), validation and test splits of one task and modality.
+
+    Evaluation never drops samples. ``train_fraction`` keeps a seeded subset of the training tiles.
+    """
+
+    def __init__(self, root: str | Path, task: str, modality: str, train_split: str, test_split: str,
+                 val_split: str | None = None, bands: str = "13B", crop: int | None = None, batch_size: int = 8,
+                 workers: int = 0, train_fraction: float = 1.0, normalization: str = "cromss", seed: int = 0):
+        super().__init__()
+        self.root, self.task, self.modality, self.bands = root, task, modality, bands
+        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        self.crop, self.batch_size, self.workers = crop, batch_size, workers
+        self.train_fraction, self.normalization, self.seed = train_fraction, normalization, seed
+
+    def dataset(self, which: str, augment: bool = False) -> DownstreamDataset:
+        return DownstreamDataset(self.root, self.splits[which], self.task, self.modality, self.bands,
+                                 crop=self.crop if augment else None, augment=augment,
+                                 normalization=self.normalization, seed=self.seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        train = self.dataset("train", augment=True)
+        count = max(1, round(len(train) * self.train_fraction))
+        keep = sorted(np.random.default_rng(self.seed).permutation(len(train))[:count].tolist())
+        self.train_set = Subset(train, keep)
+        self.test_set = self.dataset("test")
+        self.val_set = self.dataset("val") if self.splits["val"] else self.test_set
+
+    @property
+    def num_classes(self) -> int:
+        return DownstreamDataset.TASKS[self.task][1]
+
+    def train_dataloader(self):
+        return loader(self.train_set, self.batch_size, shuffle=True, workers=self.workers, drop_last=True,
+                      seed=self.seed)
+
+    def val_dataloader(self):
+        return loader(self.val_set, self.batch_size, shuffle=False, workers=self.workers)
+
+    def test_dataloader(self):
+        return loader(self.test_set, self.batch_size, shuffle=False, workers=self.workers)

@@ -1,0 +1,147 @@
+"""Two-branch U-Nets for CromSS, downstream segmentation models, and encoder weight transfer.
+
+Attribute names follow the original CromSS models, so a Lightning module holding one as ``net`` writes
+checkpoints in the original key layout (cromss-method.md §2.5): middle fusion ``net.encoder1`` (S1),
+``net.encoder`` (S2), shared ``net.decoder`` and ``net.segmentation_head``; late fusion ``net.model1``
+(S1) and ``net.model2`` (S2), two whole U-Nets.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+from segmentation_models_pytorch.encoders import get_encoder
+from torch import nn
+
+log = logging.getLogger(__name__)
+ARCHITECTURES = {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus, "pspnet": smp.PSPNet}
+
+
+class TwoBranchUNet(nn.Module):
+    """An S1 and an S2 U-Net branch with middle (shared decoder and head) or late (independent) fusion.
+
+    Example:
+        >>> net = TwoBranchUNet("mid", encoder="resnet18")
+        >>> l1, l2 = net(torch.zeros(2, 2, 64, 64), torch.zeros(2, 13, 64, 64))
+        >>> l1.shape
+        torch.Size([2, 9, 64, 64])
+    """
+
+    def __init__(self, fusion: str = "mid", s1_channels: int = 2, s2_channels: int = 13, classes: int = 9,
+                 encoder: str = "resnet50", encoder_depth: int = 5):
+        super().__init__()
+        if fusion not in ("mid", "late"):
+            raise ValueError(f"fusion must be 'mid' or 'late', got {fusion!r}")
+        self.fusion = fusion
+        if fusion == "late":
+            self.model1 = smp.Unet(encoder, encoder_weights=None, in_channels=s1_channels, classes=classes,
+                                   encoder_depth=encoder_depth, decoder_channels=_decoder_channels(encoder_depth))
+            self.model2 = smp.Unet(encoder, encoder_weights=None, in_channels=s2_channels, classes=classes,
+                                   encoder_depth=encoder_depth, decoder_channels=_decoder_channels(encoder_depth))
+            return
+        unet = smp.Unet(encoder, encoder_weights=None, in_channels=s2_channels, classes=classes,
+                        encoder_depth=encoder_depth, decoder_channels=_decoder_channels(encoder_depth))
+        self.encoder, self.decoder, self.segmentation_head = unet.encoder, unet.decoder, unet.segmentation_head
+        self.encoder1 = get_encoder(encoder, in_channels=s1_channels, depth=encoder_depth, weights=None)
+
+    def forward(self, s1: torch.Tensor, s2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of the S1 branch and of the S2 branch, each (N, K, H, W)."""
+        if self.fusion == "late":
+            return self.model1(s1), self.model2(s2)
+        return tuple(self.segmentation_head(self.decoder(encoder(x)))
+                     for encoder, x in ((self.encoder1, s1), (self.encoder, s2)))
+
+    def encoders(self) -> dict[str, nn.Module]:
+        """The encoder of each modality."""
+        if self.fusion == "late":
+            return {"s1": self.model1.encoder, "s2": self.model2.encoder}
+        return {"s1": self.encoder1, "s2": self.encoder}
+
+
+def _decoder_channels(depth: int) -> tuple[int, ...]:
+    return (256, 128, 64, 32, 16)[:depth]
+
+
+#: Where each modality's encoder lives in a pretraining state dict (after the ``net.`` prefix).
+_LAYOUTS = {"mid": {"s1": "encoder1.", "s2": "encoder."}, "late": {"s1": "model1.encoder.", "s2": "model2.encoder."}}
+
+
+def _load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # Lightning hyper-parameters may hold plain Python objects: the file is trusted
+        log.warning("%s holds more than tensors; loading it with weights_only=False", path.name)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a state dict or a Lightning checkpoint")
+    return {k.removeprefix("net."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def load_encoder_state(path: str | Path, modality: str) -> dict[str, torch.Tensor]:
+    """The state dict of one modality's encoder (keys as in an smp encoder: ``conv1.weight``, ...).
+
+    Reads our pretraining checkpoints and the original CromSS Lightning checkpoints (``net.encoder1.*`` /
+    ``net.encoder.*`` for middle fusion, ``net.model1.encoder.*`` / ``net.model2.encoder.*`` for late
+    fusion), detecting the layout; a single-encoder state dict (``encoder.*``) is also accepted.
+
+    Example:
+        >>> state = load_encoder_state("weights-cromss-13B-midFusion-epoch=199.ckpt", "s2")  # doctest: +SKIP
+    """
+    if modality not in ("s1", "s2"):
+        raise ValueError(f"modality must be 's1' or 's2', got {modality!r}")
+    state = _load_checkpoint(path)
+    if any(k.startswith("encoder1.") for k in state):
+        prefix = _LAYOUTS["mid"][modality]
+    elif any(k.startswith("model1.encoder.") for k in state):
+        prefix = _LAYOUTS["late"][modality]
+    elif any(k.startswith("encoder.") for k in state):
+        prefix = "encoder."
+    else:
+        raise ValueError(f"{path}: no encoder weights found (expected net.encoder1/net.encoder or "
+                         "net.model1/net.model2 keys)")
+    encoder = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    log.info("%s: %d %s encoder tensors (layout %s)", Path(path).name, len(encoder), modality, prefix.rstrip("."))
+    return encoder
+
+
+def build_downstream(arch: str, in_channels: int, classes: int, encoder_state: dict[str, torch.Tensor] | None = None,
+                     encoder: str = "resnet50", encoder_depth: int = 5) -> nn.Module:
+    """A downstream model (``unet``, ``fpn``, ``deeplabv3plus``, ``pspnet``) with a transferred encoder.
+
+    Missing encoder keys or mismatched shapes (e.g. 13-band weights into a 9-band model) raise; keys the
+    encoder does not use at this depth are reported. Decoders start from random weights.
+    """
+    name = arch.lower()
+    if name not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+    kwargs = {"unet": {"decoder_channels": _decoder_channels(encoder_depth)},
+              "pspnet": {"upsampling": 2**encoder_depth}}.get(name, {})  # PSPNet predicts at the encoder's stride
+    model = ARCHITECTURES[name](encoder, encoder_weights=None, in_channels=in_channels, classes=classes,
+                                encoder_depth=encoder_depth, **kwargs)
+    if encoder_state is not None:
+        load_encoder(model.encoder, encoder_state)
+    return model
+
+
+def load_encoder(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load encoder weights strictly for what the module has; report what it does not use."""
+    own = module.state_dict()
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+              if k in own and v.shape != own[k].shape]
+    if shapes:
+        raise ValueError(f"encoder weights do not fit this model: {shapes[0]} (e.g. a 13-band encoder into a "
+                         f"9-band model){' and more' if len(shapes) > 1 else ''}")
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise ValueError(f"encoder weights lack {len(missing)} keys of this model, e.g. {missing[0]}")
+    unexpected = sorted(set(state) - set(own))
+    if unexpected:
+        log.info("%d encoder tensors are not used at this depth (e.g. %s)", len(unexpected), unexpected[0])
+    module.load_state_dict({k: v for k, v in state.items() if k in own})
