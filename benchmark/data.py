@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -241,7 +241,8 @@ class DownstreamDataset(_StoreDataset):
     "label": (h,w) int64, "meta": {...}}``.
     """
 
-    TASKS = {"dw": ("dw", NUM_CLASSES), "osm": ("osm", 13), "dfc2020": ("dw", 8), "truth": ("truth", NUM_CLASSES)}
+    TASKS: ClassVar[dict[str, tuple[str, int]]] = {"dw": ("dw", NUM_CLASSES), "osm": ("osm", 13),
+                                                   "dfc2020": ("dw", 8), "truth": ("truth", NUM_CLASSES)}
 
     def __init__(self, root: str | Path, split: str, task: str = "dw", modality: str = "s2",
                  bands: str | Sequence[int] = "13B", crop: int | None = None, augment: bool = False,

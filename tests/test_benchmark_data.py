@@ -98,7 +98,7 @@ def test_pretrain_items(demo_store):
     item = ds[5]
     assert item["s1"].shape == (2, 32, 32) and item["s2"].shape == (13, 32, 32) and item["prior"].shape == (9, 32, 32)
     assert item["s1"].dtype == item["s2"].dtype == torch.float32 and item["label"].dtype == torch.int64
-    assert 0 <= item["s2"].min() and item["s2"].max() <= 1 and (item["s2"] * 255 % 1 == 0).all()
+    assert item["s2"].min() >= 0 and item["s2"].max() <= 1 and (item["s2"] * 255 % 1 == 0).all()
     assert set(item["label"].unique().tolist()) <= set(range(9)) | {255}
     assert torch.allclose(item["prior"].sum(0), torch.ones(32, 32), atol=1e-5)
     assert item["meta"]["sample"] == ds.ids[5] and 0 <= item["meta"]["season"] < 4
