@@ -208,18 +208,16 @@ class NoLPretrainDataset(_StoreDataset):
         self.rotation, self.season, self.prior_mode, self.seed = rotation, season, prior, seed
         self.seasons = self.attrs["layout"]["seasons"]
 
-    def _rng(self, index: int) -> np.random.Generator:
-        base = self.seed if self.seed is not None else torch.initial_seed()
-        return np.random.default_rng([base % 2**63, index, torch.randint(0, 2**31, ()).item()])
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        rng = self._rng(index)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, rng = _item_rng(key, self.seed)
         season = self.season if self.season is not None else int(rng.integers(self.seasons))
         g = self.group
         labels = g["dw"][index]  # all seasons, for the temporal prior
         arrays = {"s1": encode(g["s1"][index, season], "s1", (0, 1), self.normalization),
                   "s2": encode(g["s2"][index, season][list(self.bands)], "s2", self.bands, self.normalization),
                   "label": labels[season].astype("int64")}
+        if "truth" in self.attrs["layout"]["arrays"]:  # a synthetic store: keep the truth for diagnostics
+            arrays["truth"] = g["truth"][index].astype("int64")
         if self.prior_mode == "cpu":
             arrays["prior"] = prior(labels, season)
         elif self.prior_mode == "batch":
@@ -269,18 +267,49 @@ class DownstreamDataset(_StoreDataset):
             return np.where(data == 0, IGNORE, data.astype("int64") - 1)
         return data.astype("int64")
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, rng = _item_rng(key, self.seed)
         image = self.group[self.modality][index, self.season][list(self.bands)]
         arrays = {"image": encode(image, self.modality, self.bands, self.normalization), "label": self._label(index)}
         if self.augment:
-            seed = self.seed if self.seed is not None else torch.initial_seed()
-            arrays = augment(arrays, np.random.default_rng([seed % 2**63, index, torch.randint(0, 2**31, ()).item()]),
-                             self.crop)
+            arrays = augment(arrays, rng, self.crop)
         elif self.crop is not None:
             arrays = _centre_crop(arrays, self.crop)
         item = {k: torch.from_numpy(v) for k, v in arrays.items()}
         item["meta"] = {"sample": self.ids[index], "index": index, "modality": self.modality}
         return item
+
+
+def _item_rng(key: int | tuple[int, int], seed: int | None) -> tuple[int, np.random.Generator]:
+    """The sample index and its random generator: from (seed, epoch, index) when the key carries the epoch
+    (see :class:`EpochSampler`), so augmentation is reproducible whatever the workers or a resume do."""
+    if isinstance(key, tuple):
+        index, epoch = key
+        return index, np.random.default_rng([seed or 0, epoch, index])
+    base = seed if seed is not None else torch.initial_seed()
+    return key, np.random.default_rng([base % 2**63, key, torch.randint(0, 2**31, ()).item()])
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Yields ``(index, epoch)`` for a subset of indices, shuffled by (seed, epoch) when ``shuffle``.
+
+    Lightning calls :meth:`set_epoch` each epoch, so order and augmentation depend only on the seed and
+    the epoch: a resumed run sees exactly what the uninterrupted one would have.
+    """
+
+    def __init__(self, indices: Sequence[int], seed: int = 0, shuffle: bool = True) -> None:
+        self.indices, self.seed, self.shuffle, self.epoch = list(indices), seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self):
+        order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.indices)) if self.shuffle
+                 else range(len(self.indices)))
+        return iter([(self.indices[i], self.epoch) for i in order])
 
 
 def _centre_crop(arrays: dict[str, np.ndarray], crop: int) -> dict[str, np.ndarray]:
@@ -297,11 +326,12 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int = 0, drop_last: bool = False,
-           seed: int | None = None) -> torch.utils.data.DataLoader:
-    """A DataLoader with the ``spawn`` start method and our collate; deterministic with ``seed``."""
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                                       collate_fn=collate, drop_last=drop_last, generator=generator,
+           seed: int | None = None, indices: Sequence[int] | None = None) -> torch.utils.data.DataLoader:
+    """A DataLoader over ``indices`` (default: all) with an :class:`EpochSampler`, the ``spawn`` start method
+    and our collate."""
+    sampler = EpochSampler(range(len(dataset)) if indices is None else indices, seed or 0, shuffle)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                                       collate_fn=collate, drop_last=drop_last,
                                        multiprocessing_context=MP_CONTEXT if workers else None,
                                        persistent_workers=workers > 0)
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-from torch.utils.data import Subset
 
 from benchmark.data import DownstreamDataset, NoLPretrainDataset, loader
 
@@ -34,17 +33,16 @@ class NoLDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         common = {"split": self.split, "bands": self.bands, "crop": self.crop, "normalization": self.normalization,
                   "prior": self.prior}
-        train = NoLPretrainDataset(self.root, augment=True, rotation=self.rotation, seed=self.seed, **common)
-        val = NoLPretrainDataset(self.root, augment=False, season=0, **common)
-        train_ids, val_ids = split_indices(len(train), self.val_fraction, self.seed)
-        self.train_set, self.val_set = Subset(train, train_ids), Subset(val, val_ids)
+        self.train_set = NoLPretrainDataset(self.root, augment=True, rotation=self.rotation, seed=self.seed, **common)
+        self.val_set = NoLPretrainDataset(self.root, augment=False, season=0, **common)
+        self.train_ids, self.val_ids = split_indices(len(self.train_set), self.val_fraction, self.seed)
 
     def train_dataloader(self):
         return loader(self.train_set, self.batch_size, shuffle=True, workers=self.workers, drop_last=True,
-                      seed=self.seed)
+                      seed=self.seed, indices=self.train_ids)
 
     def val_dataloader(self):
-        return loader(self.val_set, self.batch_size, shuffle=False, workers=self.workers)
+        return loader(self.val_set, self.batch_size, shuffle=False, workers=self.workers, indices=self.val_ids)
 
 
 class DownstreamDataModule(L.LightningDataModule):
@@ -68,10 +66,9 @@ class DownstreamDataModule(L.LightningDataModule):
                                  normalization=self.normalization, seed=self.seed)
 
     def setup(self, stage: str | None = None) -> None:
-        train = self.dataset("train", augment=True)
-        count = max(1, round(len(train) * self.train_fraction))
-        keep = sorted(np.random.default_rng(self.seed).permutation(len(train))[:count].tolist())
-        self.train_set = Subset(train, keep)
+        self.train_set = self.dataset("train", augment=True)
+        count = max(1, round(len(self.train_set) * self.train_fraction))
+        self.train_ids = sorted(np.random.default_rng(self.seed).permutation(len(self.train_set))[:count].tolist())
         self.test_set = self.dataset("test")
         self.val_set = self.dataset("val") if self.splits["val"] else self.test_set
 
@@ -81,7 +78,7 @@ class DownstreamDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         return loader(self.train_set, self.batch_size, shuffle=True, workers=self.workers, drop_last=True,
-                      seed=self.seed)
+                      seed=self.seed, indices=self.train_ids)
 
     def val_dataloader(self):
         return loader(self.val_set, self.batch_size, shuffle=False, workers=self.workers)
