@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo-data
 
+
 .PHONY: demo test test-slow lint
 
 # torch and torchvision go in first, pinned as a pair (local files on the development machines);
@@ -23,6 +24,7 @@ demo: $(VENV)/.installed
 	$(BIN)/noldo verify $(DEMO)
 	$(BIN)/noldo info $(DEMO)
 	$(BIN)/noldo plot $(DEMO) --sample 0 --out $(DEMO)-plots/sample-0.png
+	$(BIN)/python -m benchmark.cromss --data $(DEMO) --config benchmark/configs/cromss-demo.yaml --out runs/demo-cromss
 
 test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
