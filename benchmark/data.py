@@ -213,20 +213,20 @@ class NoLPretrainDataset(_StoreDataset):
         season = self.season if self.season is not None else int(rng.integers(self.seasons))
         g = self.group
         labels = g["dw"][index]  # all seasons, for the temporal prior
-        arrays = {"s1": encode(g["s1"][index, season], "s1", (0, 1), self.normalization),
-                  "s2": encode(g["s2"][index, season][list(self.bands)], "s2", self.bands, self.normalization),
-                  "label": labels[season].astype("int64")}
+        rows, cols = _window(labels.shape[-2:], self.crop, rng if self.augment else None)
+        arrays = {"s1": encode(g["s1"][index, season][:, rows, cols], "s1", (0, 1), self.normalization),
+                  "s2": encode(g["s2"][index, season][list(self.bands)][:, rows, cols], "s2", self.bands,
+                               self.normalization),
+                  "label": labels[season][rows, cols].astype("int64")}
         if "truth" in self.attrs["layout"]["arrays"]:  # a synthetic store: keep the truth for diagnostics
-            arrays["truth"] = g["truth"][index].astype("int64")
+            arrays["truth"] = g["truth"][index][rows, cols].astype("int64")
         if self.prior_mode == "cpu":
-            arrays["prior"] = prior(labels, season)
+            arrays["prior"] = _windowed_prior(labels, season, rows, cols)
         elif self.prior_mode == "batch":
-            arrays["labels"] = labels.astype("int64")
+            arrays["labels"] = labels[:, rows, cols].astype("int64")
         if self.augment:
-            arrays = augment(arrays, rng, self.crop, self.rotation)
-        elif self.crop is not None:
-            arrays = _centre_crop(arrays, self.crop)
-        item = {k: torch.from_numpy(v) for k, v in arrays.items()}
+            arrays = augment(arrays, rng, None, self.rotation)
+        item = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
         item["meta"] = {"sample": self.ids[index], "index": index, "season": season}
         return item
 
@@ -310,6 +310,32 @@ class EpochSampler(torch.utils.data.Sampler):
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.indices)) if self.shuffle
                  else range(len(self.indices)))
         return iter([(self.indices[i], self.epoch) for i in order])
+
+
+def _window(shape: tuple[int, int], crop: int | None, rng: np.random.Generator | None) -> tuple[slice, slice]:
+    """The crop window: random with ``rng`` (drawn first, as :func:`augment` does), else centred."""
+    height, width = shape
+    if crop is None:
+        return slice(0, height), slice(0, width)
+    if crop > height or crop > width:
+        raise ValueError(f"crop {crop} is larger than the {height}×{width} tile")
+    if rng is None:
+        top, left = (height - crop) // 2, (width - crop) // 2
+    else:
+        top, left = int(rng.integers(0, height - crop + 1)), int(rng.integers(0, width - crop + 1))
+    return slice(top, top + crop), slice(left, left + crop)
+
+
+def _windowed_prior(labels: np.ndarray, season: int, rows: slice, cols: slice) -> np.ndarray:
+    """:func:`prior` of the whole tile, restricted to a window, computed on the window plus the filter
+    radius only: identical values (the Gaussian sees the same neighbours, and the tile border where it
+    does), a fraction of the work for small crops."""
+    radius = int(PRIOR_TRUNCATE * PRIOR_SIGMA + 0.5)
+    height, width = labels.shape[-2:]
+    top, left = max(rows.start - radius, 0), max(cols.start - radius, 0)
+    bottom, right = min(rows.stop + radius, height), min(cols.stop + radius, width)
+    inner = prior(labels[:, top:bottom, left:right], season)
+    return inner[:, rows.start - top:rows.stop - top, cols.start - left:cols.stop - left]
 
 
 def _centre_crop(arrays: dict[str, np.ndarray], crop: int) -> dict[str, np.ndarray]:

@@ -167,3 +167,13 @@ def test_osm_labels_shift_to_zero_based(tmp_path):
                                         "dw": np.zeros((1, 1, 2, 2), "uint8"), "osm": osm}, split="osm_test", seasons=1)
     label = DownstreamDataset(root, "osm_test", task="osm")[0]["label"].numpy()
     np.testing.assert_array_equal(label, [[255, 0], [12, 4]])
+
+
+def test_windowed_prior_equals_the_full_tile_prior():
+    from benchmark.data import _windowed_prior
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 9, (4, 60, 50)).astype("uint8")
+    for top, left, size in ((0, 0, 20), (30, 25, 24), (40, 26, 20), (5, 17, 30)):
+        rows, cols = slice(top, top + size), slice(left, left + size)
+        np.testing.assert_array_equal(_windowed_prior(labels, 1, rows, cols), prior(labels, 1)[:, rows, cols])
