@@ -372,7 +372,7 @@ def plot(sample: dict[str, Any], legend: tuple[catalog.LandCoverClass, ...] = ca
     image = sample.get("s2", sample.get("image"))
     if image is not None and image.shape[0] >= 3:
         rgb = image[[3, 2, 1]] if image.shape[0] >= 4 else image[:3]
-        panels.append(("image (RGB bands)", np.clip(rgb.permute(1, 2, 0).numpy() * 2.5, 0, 1)))
+        panels.append(("image (RGB bands)", np.clip(rgb.permute(1, 2, 0).numpy(), 0, 1)))
     if "s1" in sample or (image is not None and image.shape[0] == 2):
         vv = sample["s1"][0] if "s1" in sample else image[0]
         panels.append(("S1 VV (encoded)", vv.numpy()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +34,8 @@ def resolve_config(defaults: Mapping[str, Any], config: str | Path | None, flags
 
 
 def run_folder(out: str | Path | None, kind: str) -> Path:
-    """The run folder: ``out`` or ``runs/<kind>-<timestamp>``."""
+    """The run folder: ``out`` or ``runs/<kind>-<timestamp>`` (Lightning logs into it beside our files)."""
+    warnings.filterwarnings("ignore", message="Experiment logs directory")
     folder = Path(out) if out else Path("runs") / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder

@@ -61,17 +61,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
     from benchmark.runs import UserError, fail, resolve_config
+    from noldo.errors import NoldoError
 
     flags = {k: v for k, v in vars(args).items() if k not in ("data", "config", "out", "resume")}
     try:
         config = resolve_config(DEFAULTS, args.config, flags)
         return train(args.data, config, args.out, args.resume)
-    except (UserError, ValueError, FileNotFoundError) as exc:
+    except (UserError, ValueError, FileNotFoundError, NoldoError) as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     return {}
 
 
-def train(data: Path, config: dict, out: Path | None = None, resume: str | None = None) -> dict:
+def train(data: Path, config: dict, out: Path | None = None, resume: str | None = None, quiet: bool = False) -> dict:
     """Pretrain with a resolved config; writes checkpoints, logs, config and a loss curve into the run folder."""
     import lightning as L
     import torch
@@ -111,7 +112,7 @@ def train(data: Path, config: dict, out: Path | None = None, resume: str | None 
         callbacks=[ModelCheckpoint(dirpath=folder / "checkpoints", filename="epoch={epoch:03d}",
                                    auto_insert_metric_name=False, every_n_epochs=config["checkpoint_every"],
                                    save_top_k=-1, save_last=True)],
-        log_every_n_steps=1, enable_model_summary=False,
+        log_every_n_steps=1, enable_model_summary=False, enable_progress_bar=not quiet,
     )
     checkpoint = None
     if resume:
@@ -123,7 +124,7 @@ def train(data: Path, config: dict, out: Path | None = None, resume: str | None 
     metrics = {k: round(float(v), 5) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary = {"run": str(folder), "epochs": trainer.current_epoch, "metrics": metrics,
                "last_checkpoint": str(folder / "checkpoints" / "last.ckpt"), "loss_curve": str(curve)}
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and not quiet:
         print_json(summary)
     return summary
 

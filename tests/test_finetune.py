@@ -1,0 +1,112 @@
+"""Transfer evaluation: the schedule, frozen encoders, run folders, the results table, the demo study."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from benchmark.finetune import _module_class, cosine_factor, finetune
+from benchmark.report import paper_table, results_table
+from noldo.build import BuildSpec, build
+
+
+def test_cosine_schedule():
+    assert cosine_factor(0, 5e-4, 1e-5, 40) == pytest.approx(1.0)
+    assert cosine_factor(20, 5e-4, 1e-5, 40) == pytest.approx((1e-5 + 0.5 * (5e-4 - 1e-5)) / 5e-4)
+    assert cosine_factor(40, 5e-4, 1e-5, 40) == cosine_factor(49, 5e-4, 1e-5, 40) == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("bn_update", [False, True])
+def test_frozen_means_frozen(bn_update):
+    module = _module_class()("unet", 13, 9, "resnet18", 5, None, "s2", "frozen", bn_update, 1e-2, 1e-5, 40, 0)
+    before = {k: v.clone() for k, v in module.model.encoder.state_dict().items()}
+    module.train()
+    optimiser = module.configure_optimizers()["optimizer"]
+    for _ in range(2):
+        loss = module.training_step({"image": torch.randn(2, 13, 64, 64), "label": torch.randint(0, 9, (2, 64, 64))},
+                                    0)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    after = module.model.encoder.state_dict()
+    weights = [k for k in before if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert all(torch.equal(before[k], after[k]) for k in weights), "encoder weights never move"
+    stats_moved = not torch.equal(before["bn1.running_mean"], after["bn1.running_mean"])
+    assert stats_moved == bn_update
+
+
+def test_odd_tile_sizes_are_padded_and_cropped_back():
+    module = _module_class()("fpn", 2, 9, "resnet18", 5, None, "s1", "finetune", False, 1e-3, 1e-5, 40, 0)
+    assert module(torch.randn(1, 2, 40, 51)).shape == (1, 9, 40, 51)
+
+
+@pytest.fixture(scope="module")
+def truth_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ft") / "store"
+    for split, samples, seed in (("truth_train", 8, 1), ("truth_test", 5, 2)):
+        build(BuildSpec("demo", "synthetic", split, samples, seed, 40), root)
+    return root
+
+
+def test_finetune_run_folder_and_results(truth_store, tmp_path):
+    config = {"task": "truth", "encoder": "resnet18", "epochs": 1, "batch_size": 4, "crop": 32, "workers": 0,
+              "mode": "frozen", "results": str(tmp_path / "results.csv")}
+    row = finetune(truth_store, config, tmp_path / "run", quiet=True)
+    for name in ("confusion.npy", "confusion.csv", "per_class.csv", "metrics.json", "predictions.png",
+                 "config.yaml", "metrics.csv"):
+        assert (tmp_path / "run" / name).exists(), name
+    matrix = np.load(tmp_path / "run" / "confusion.npy")
+    import zarr
+
+    truth = zarr.open_group(truth_store / "truth_test.zarr", mode="r")["truth"][:]
+    assert matrix.sum() == (truth != 255).sum(), "every labelled test pixel is evaluated, none dropped"
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["oa"] == pytest.approx(np.trace(matrix) / matrix.sum())
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert len(table) == 1 and table["weights"][0] == "random" and 0 <= row["miou"] <= 1
+
+
+def test_results_table_and_paper_numbers():
+    rows = [{"task": "dw", "modality": "s2", "weights": w, "mode": m, "seed": s, "oa": 0.5 + d, "aa": 0.4, "miou": 0.3,
+             "mf1": 0.2} for w, d in (("CromSS-midF", 0.1), ("random", 0.0)) for m in ("frozen", "finetune")
+            for s in (0, 1)]
+    rows[0]["oa"] = 0.7  # CromSS-midF frozen seeds: 0.7 and 0.6
+    table = results_table(pd.DataFrame(rows), "dw")
+    lines = table.splitlines()
+    assert lines[0].startswith("| Input | Weights | seeds | Frozen OA | Frozen AA | Frozen mIoU | Frozen mF1 | FT OA")
+    assert "| S2 | random | 2 | 50.00±0.00" in lines[2], "random init comes first"
+    assert "| S2 | CromSS-midF | 2 | 65.00±5.00 | 40.00±0.00" in lines[3]
+    paper = paper_table("dw")
+    assert "Reported by the paper" in paper and "| S2 | R50 | CromSS-lateF (9B) | 78.98±0.21*" in paper
+    with pytest.raises(ValueError, match="no results for task osm"):
+        results_table(pd.DataFrame(rows), "osm")
+
+
+def test_demo_study_end_to_end(truth_store, tmp_path):
+    import shutil
+
+    import yaml
+
+    from benchmark.study import main
+
+    data = tmp_path / "store"
+    shutil.copytree(truth_store, data)
+    build(BuildSpec("demo", "synthetic", "nol", 20, 0, 40), data)
+    config = {"data": str(data), "out": str(tmp_path / "study"),
+              "store": {"samples": 20, "truth_train": 8, "truth_test": 5, "truth_tile": 40},
+              "pretrain": {"encoder": "resnet18", "epochs": 1, "batch_size": 4, "crop": 32, "workers": 0,
+                           "val_fraction": 0.2, "T": 1, "seed": 0},
+              "variants": {"CromSS-midF": {"fusion": "mid"}, "SM-noisy-labels": {"single_modality": "s2"}},
+              "finetune": {"task": "truth", "modalities": ["s2"], "modes": ["frozen", "finetune"], "seeds": [0],
+                           "encoder": "resnet18", "epochs": 1, "batch_size": 4, "crop": 32, "workers": 0}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    text = main(["--config", str(path)])
+    for weights in ("random", "CromSS-midF", "SM-noisy-labels"):
+        assert f"| S2 | {weights} | 1 |" in text
+    assert "Label noise of the demo" in text and "| CromSS-midF | 0." in text
+    assert len(pd.read_csv(tmp_path / "study" / "results.csv")) == 6
+    again = main(["--config", str(path)])  # finished runs are skipped
+    assert len(pd.read_csv(tmp_path / "study" / "results.csv")) == 6 and "Study time" in again
