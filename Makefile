@@ -24,7 +24,7 @@ demo: $(VENV)/.installed
 	$(BIN)/noldo verify $(DEMO)
 	$(BIN)/noldo info $(DEMO)
 	$(BIN)/noldo plot $(DEMO) --sample 0 --out $(DEMO)-plots/sample-0.png
-	$(BIN)/python -m benchmark.cromss --data $(DEMO) --config benchmark/configs/cromss-demo.yaml --out runs/demo-cromss
+	$(BIN)/python -m benchmark.study --config benchmark/configs/study-demo.yaml --data $(DEMO)
 
 test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -41,7 +41,8 @@ def pretrain_all(data: Path, out: Path, base: dict[str, Any], variants: dict[str
     for name, overrides in variants.items():
         folder = out / "pretrain" / name
         checkpoint = folder / "checkpoints" / "last.ckpt"
-        config = resolve_config(DEFAULTS, None, {**base, **overrides})
+        settings = {k: v for k, v in base.items() if k != "config"}
+        config = resolve_config(DEFAULTS, base.get("config"), {**settings, **overrides})
         if not (folder / "done").exists():
             train(data, config, folder, quiet=True)
             (folder / "done").write_text("finished\n")

@@ -96,8 +96,8 @@ def test_demo_study_end_to_end(truth_store, tmp_path):
     build(BuildSpec("demo", "synthetic", "nol", 20, 0, 40), data)
     config = {"data": str(data), "out": str(tmp_path / "study"),
               "store": {"samples": 20, "truth_train": 8, "truth_test": 5, "truth_tile": 40},
-              "pretrain": {"encoder": "resnet18", "epochs": 1, "batch_size": 4, "crop": 32, "workers": 0,
-                           "val_fraction": 0.2, "T": 1, "seed": 0},
+              "pretrain": {"config": "benchmark/configs/cromss-demo.yaml", "epochs": 1, "batch_size": 4,
+                           "crop": 32, "val_fraction": 0.2, "T": 1},
               "variants": {"CromSS-midF": {"fusion": "mid"}, "SM-noisy-labels": {"single_modality": "s2"}},
               "finetune": {"task": "truth", "modalities": ["s2"], "modes": ["frozen", "finetune"], "seeds": [0],
                            "encoder": "resnet18", "epochs": 1, "batch_size": 4, "crop": 32, "workers": 0}}
