@@ -352,5 +352,19 @@ def catalog() -> None:
 
 
 def main() -> None:
-    """Entry point of the ``noldo`` command."""
-    cli(prog_name="noldo")
+    """Entry point of the ``noldo`` command: every error, usage errors included, is one line on stderr."""
+    try:
+        code = cli.main(prog_name="noldo", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)  # click returns the code of ctx.exit() here
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "noldo"
+        click.echo(f"error: {exc.format_message()} (see {where} --help)", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)

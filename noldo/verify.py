@@ -143,7 +143,8 @@ def verify(root: Path, progress: bool = False) -> tuple[list[Problem], dict[str,
             problems.append(Problem(MANIFEST, "is missing, so file contents cannot be checked",
                                     f"noldo manifest {shlex.quote(str(root))}"))
     if manifest is not None:
-        problems += _check_hashes(root, manifest, progress)
+        reported = {p.path for p in problems}
+        problems += [p for p in _check_hashes(root, manifest, progress) if p.path not in reported]
         files, size = len(manifest["files"]), manifest.get("total_bytes", 0)
     summary = {"root": str(root), "ok": not problems, "splits": splits, "files": files, "bytes": size,
                "problems": [str(p) for p in problems]}

@@ -59,6 +59,12 @@ class Image:
     properties: dict[str, Any]
     bands: tuple[str, ...]
 
+    def asset_json(self) -> str:
+        """The listAssets entry, serialised once."""
+        if not hasattr(self, "_json"):
+            self._json = json.dumps(self.asset())
+        return self._json
+
     def asset(self) -> dict[str, Any]:
         return {"type": "IMAGE", "name": f"projects/earthengine-public/assets/{self.id}", "id": self.id,
                 "startTime": self.time.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
@@ -119,7 +125,8 @@ class Catalogue:
 
     def query(self, collection: str, query: str) -> list[Image]:
         """The images of a collection matching an AIP-160 filter as listImages builds it."""
-        return [i for i in self.images.get(collection, []) if all(_term(i, t) for t in _split_and(query))]
+        terms = sorted((_parse_term(t) for t in _split_and(query)), key=lambda term: term[0] == "intersects")
+        return [i for i in self.images.get(collection, []) if all(_matches(i, term) for term in terms)]
 
 
 def _split_and(query: str) -> list[str]:
@@ -136,21 +143,27 @@ def _split_and(query: str) -> list[str]:
     return [p.strip() for p in (*parts, query[start:]) if p.strip()]
 
 
-def _term(image: Image, term: str) -> bool:
+def _parse_term(term: str) -> tuple:
+    """A filter term, parsed once per query: ("intersects", geometry) or (name, operator, value)."""
     if m := re.fullmatch(r'intersects\("(.*)"\)', term):
-        return image.footprint.intersects(shape(json.loads(m[1].replace("'", '"'))))
+        return ("intersects", shape(json.loads(m[1].replace("'", '"'))))
     m = re.fullmatch(r'(startTime|endTime|properties\.\w+)\s*(>=|<=|!=|=|<|>)\s*(.+)', term)
     if not m:
         raise ValueError(f"unsupported filter term {term!r}")
     name, op, raw = m.groups()
     value: Any = json.loads(raw) if raw.startswith('"') else float(raw)
     if name in ("startTime", "endTime"):
-        actual: Any = image.time
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    else:
-        actual = image.properties.get(name.split(".", 1)[1])
-        if actual is None:
-            return False
+    return (name, op, value)
+
+
+def _matches(image: Image, term: tuple) -> bool:
+    if term[0] == "intersects":
+        return image.footprint.intersects(term[1])
+    name, op, value = term
+    actual = image.time if name in ("startTime", "endTime") else image.properties.get(name.split(".", 1)[1])
+    if actual is None:
+        return False
     return {"=": actual == value, "!=": actual != value, "<": actual < value, "<=": actual <= value,
             ">": actual > value, ">=": actual >= value}[op]
 
@@ -222,8 +235,9 @@ class Faults:
     """Which failures to inject, how often (deterministic for a seed)."""
 
     rate: float = 0.0
-    kinds: tuple[str, ...] = ("429", "500", "drop", "slow")
+    kinds: tuple[str, ...] = ("429", "500", "drop", "slow")  # also: truncate, shape, dtype, timeout
     seed: int = 0
+    timeout: float = 1.5  # how long a "timeout" fault stalls (longer than the client's deadline in tests)
     rng: random.Random = field(init=False)
     counts: Counter = field(default_factory=Counter)
 
@@ -234,18 +248,24 @@ class Faults:
         return self.rng.choice(self.kinds) if self.rng.random() < self.rate else None
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # a burst of 40 concurrent clients must not be refused
+    daemon_threads = True
+
+
 class FakeEarthEngine:
     """The server: ``with FakeEarthEngine(catalogue) as fake: ... fake.url ...``."""
 
-    def __init__(self, catalogue: Catalogue, faults: Faults | None = None, max_bytes: int = MAX_BYTES) -> None:
-        self.catalogue, self.faults, self.max_bytes = catalogue, faults or Faults(), max_bytes
+    def __init__(self, catalogue: Catalogue, faults: Faults | None = None, max_bytes: int = MAX_BYTES,
+                 latency: float = 0.0) -> None:
+        self.catalogue, self.faults, self.max_bytes, self.latency = catalogue, faults or Faults(), max_bytes, latency
         self.requests: Counter = Counter()
         self.log: list[tuple[str, str, Any]] = []
         self.lock = threading.Lock()
         self.tokens: set[str] = set()
         self._discovery = discovery_document()
         self._algorithms = (EE_TESTS / "algorithms.json").read_text()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
     def __enter__(self) -> FakeEarthEngine:
@@ -298,10 +318,15 @@ class FakeEarthEngine:
 
             def _fault(self, kind: str) -> bool:
                 """Inject a fault for an API call; True if the request was answered (or dropped)."""
+                if fake.latency:
+                    time.sleep(fake.latency)
                 with fake.lock:
                     fault = fake.faults.draw()
+                    if fault in ("shape", "dtype") and kind != "computePixels":
+                        fault = None
                     if fault:
                         fake.faults.counts[fault] += 1
+                self.answer_fault = fault if fault in ("shape", "dtype", "truncate") else None
                 if fault == "429":
                     self._error(429, "RESOURCE_EXHAUSTED", "Too many concurrent aggregations.")
                 elif fault == "500":
@@ -312,8 +337,23 @@ class FakeEarthEngine:
                     self.connection.shutdown(2)
                 elif fault == "slow":
                     time.sleep(0.2)
-                    return False
+                elif fault == "timeout":
+                    time.sleep(fake.faults.timeout)
                 return fault in ("429", "500", "drop")
+
+            def _send_answer(self, body: bytes, ctype: str) -> None:
+                """Send an API answer, or its truncated version (headers promise the whole body)."""
+                if getattr(self, "answer_fault", None) != "truncate":
+                    return self._send(200, body, ctype)
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return None
 
             def do_GET(self) -> None:
                 path, _, query = self.path.partition("?")
@@ -330,7 +370,8 @@ class FakeEarthEngine:
                         fake.requests["listImages"] += 1
                         fake.log.append(("listImages", parent, params.get("filter", [""])[0]))
                     images = fake.catalogue.query(parent, params.get("filter", [""])[0])
-                    return self._send(200, json.dumps({"assets": [i.asset() for i in images]}))
+                    return self._send_answer(('{"assets": [' + ", ".join(i.asset_json() for i in images) + "]}")
+                                             .encode(), "application/json")
                 return self._error(404, "NOT_FOUND", f"not faked: GET {path}")
 
             def do_POST(self) -> None:
@@ -367,9 +408,14 @@ class FakeEarthEngine:
                     if size > fake.max_bytes or max(dims.values()) > 32768 or len(bands) > 1024:
                         return self._error(400, "INVALID_ARGUMENT", f"Total request size ({size} bytes) must be "
                                                                     f"less than or equal to {fake.max_bytes} bytes.")
+                    answer = render(bands, body["grid"])
+                    if self.answer_fault == "shape":
+                        answer = answer[:-1]
+                    elif self.answer_fault == "dtype":
+                        answer = answer.astype([(b.name, "<f8") for b in bands])
                     buffer = io.BytesIO()
-                    np.save(buffer, render(bands, body["grid"]))
-                    return self._send(200, buffer.getvalue(), "application/octet-stream")
+                    np.save(buffer, answer)
+                    return self._send_answer(buffer.getvalue(), "application/octet-stream")
                 return self._error(404, "NOT_FOUND", f"not faked: POST {path}")
 
         return Handler

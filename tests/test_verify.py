@@ -40,8 +40,11 @@ def test_missing_shard(example_store):
     (root / "nol.zarr/dw/c/0/0/0/0").unlink()
     code, _, err = run_verify(root)
     assert code == 1
-    assert "nol.zarr/dw/c/0/0/0/0: shard 0 of dw (samples 0–63) is missing" in err
-    assert "listed in manifest.json but missing" in err
+    assert err.splitlines() == [f"error: nol.zarr/dw/c/0/0/0/0: shard 0 of dw (samples 0–63) is missing; repair: "
+                                f"example-store {root}"], "reported once, not again by the manifest check"
+    (root / "nol.zarr/s1/zarr.json").rename(root / "moved")
+    code, _, err = run_verify(root)
+    assert "nol.zarr/s1/zarr.json: is listed in manifest.json but missing" in err
 
 
 @pytest.mark.parametrize("field", ["sha256", "bytes"])

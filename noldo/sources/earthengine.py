@@ -67,6 +67,7 @@ def settings_from(project: str | None = None, url: str | None = None, concurrenc
         key_file=env.get("NOLDO_EE_SERVICE_ACCOUNT_KEY") or None,
         concurrency=concurrency,
         retry_base=float(env.get("NOLDO_EE_RETRY_BASE_SECONDS", 2.0)),
+        deadline=float(env.get("NOLDO_EE_DEADLINE_SECONDS", 300.0)),
     )
 
 

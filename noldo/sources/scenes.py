@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import shapely
@@ -21,8 +22,17 @@ class Scene:
     id: str  # asset id, e.g. COPERNICUS/S2_HARMONIZED/20210403T101021_20210403T101022_T33TUM
     time: datetime  # acquisition start, UTC
     epsg: int | None  # CRS of the first band's native grid
-    covers: bool  # the footprint contains the whole sample
+    covers_sample: bool | None = None  # known coverage, or None to derive it from the footprints below
     properties: dict[str, Any] = field(default_factory=dict, compare=False)
+    footprint: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    sample: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def covers(self) -> bool:
+        """The footprint contains the whole sample (computed only for scenes that are candidates)."""
+        if self.covers_sample is not None:
+            return self.covers_sample
+        return bool(self.footprint) and shapely.covers(shape(self.footprint), shape(self.sample))
 
     @property
     def index(self) -> str:
@@ -41,16 +51,13 @@ def footprint(grid: Grid) -> dict[str, Any]:
 
 def parse_scenes(assets: Iterable[dict[str, Any]], sample: dict[str, Any]) -> list[Scene]:
     """Scenes from ``listImages`` assets; ``covers`` tells whether each footprint holds the whole sample."""
-    outline = shape(sample)
     scenes = []
     for asset in assets:
         bands = asset.get("bands") or [{}]
         crs = (bands[0].get("grid") or {}).get("crsCode", "")
-        geometry = asset.get("geometry")
-        covers = bool(geometry) and shapely.covers(shape(geometry), outline)
         scenes.append(Scene(asset["id"], parse_time(asset["startTime"]),
-                            int(crs.split(":")[1]) if crs.startswith("EPSG:") else None, covers,
-                            asset.get("properties") or {}))
+                            int(crs.split(":")[1]) if crs.startswith("EPSG:") else None, None,
+                            asset.get("properties") or {}, asset.get("geometry"), sample))
     return sorted(scenes, key=lambda s: (s.time, s.id))
 
 

@@ -1,0 +1,112 @@
+"""Build throughput against a loopback Earth Engine with a fixed latency per request, and build memory.
+
+    python -m benchmark.perf.ee_build [--latency 0.2] [--json out.json]
+
+The loopback server (tests/fake_earthengine.py, the one the tests use) runs in its own process and
+answers every listImages and computePixels after ``--latency`` seconds. With small pixel payloads
+(64×64 tiles) the request rate measures scheduling, against the ideal concurrency ÷ latency. Then
+the byte-bound rate with full 264×264 tiles, and the peak memory (RSS) of whole `noldo build`
+processes at 100 and 1,000 samples, which must not grow with the sample count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmark.perf.common import report
+
+REGION = "10.0,47.5,12.0,48.5"  # room for well over 1,000 samples 1.98 km apart
+
+
+def _serve(queue, latency: float, folder: str) -> None:
+    from tests.fake_earthengine import Catalogue, FakeEarthEngine
+
+    fake = FakeEarthEngine(Catalogue((10.0, 47.5, 12.0, 48.5), "2019-11-01", "2021-11-01", 32632), latency=latency)
+    queue.put((fake.url, str(fake.service_account_key(Path(folder)))))
+    fake.server.serve_forever()
+
+
+class Server:
+    """The loopback Earth Engine in a child process."""
+
+    def __init__(self, latency: float, folder: str) -> None:
+        queue = multiprocessing.get_context("spawn").Queue()
+        self.process = multiprocessing.get_context("spawn").Process(target=_serve, args=(queue, latency, folder),
+                                                                    daemon=True)
+        self.process.start()
+        self.url, self.key = queue.get(timeout=60)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.join()
+
+
+BUILD = """
+import json, resource, sys
+from pathlib import Path
+from noldo.build import BuildSpec, build
+samples, tile, concurrency, url, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+spec = BuildSpec({region!r}, "earthengine", samples=samples, tile_size=tile,
+                 runtime={{"ee_url": url, "ee_project": "perf", "ee_concurrency": concurrency}})
+summary = build(spec, Path(out))
+summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(summary))
+"""
+
+
+def run_build(server: Server, samples: int, tile: int, concurrency: int, folder: str) -> dict:
+    env = {**os.environ, "NOLDO_EE_SERVICE_ACCOUNT_KEY": server.key}
+    out = tempfile.mkdtemp(dir=folder)
+    proc = subprocess.run([sys.executable, "-c", BUILD.format(region=REGION), str(samples), str(tile),
+                           str(concurrency), server.url, out], capture_output=True, text=True, env=env)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        server = Server(args.latency, folder)
+        rows = []
+        for concurrency in (1, 4, 16, 40):
+            samples = max(10, concurrency * 5)
+            s = run_build(server, samples, 64, concurrency, folder)
+            requests = s["requests"].get("listImages", 0) + s["requests"].get("computePixels", 0)
+            rate, ideal = requests / s["seconds"], concurrency / args.latency
+            rows.append((concurrency, samples, requests, f"{s['seconds']:.1f}", f"{rate:.1f}", f"{ideal:.0f}",
+                         f"{rate / ideal:.0%}", f"{s['samples'] / s['seconds']:.2f}"))
+        results["scheduling"] = rows
+        report("ee_build_scheduling", ("concurrency", "samples", "requests", "seconds", "requests/s",
+                                        "ideal requests/s", "of ideal", "samples/s"), rows, None)
+        server.stop()
+        server = Server(0.0, folder)
+        full = run_build(server, 32, 264, 16, folder)
+        mb = full["bytes_received"] / 1e6
+        byte_rows = [(32, "264×264", f"{full['seconds']:.1f}", f"{mb:.0f}", f"{mb / full['seconds']:.1f}",
+                      f"{full['samples'] / full['seconds']:.2f}")]
+        print()
+        report("ee_build_bytes", ("samples", "tile", "seconds", "MB received", "MB/s", "samples/s"), byte_rows, None)
+        memory = []
+        for samples in (100, 1000):
+            s = run_build(server, samples, 64, 16, folder)
+            memory.append((samples, f"{s['seconds']:.1f}", f"{s['peak_rss_mb']:.0f}"))
+        server.stop()
+        print()
+        report("ee_build_memory", ("samples", "seconds", "peak RSS (MB)"), memory, args.json,
+               scheduling=rows, bytes=byte_rows, latency=args.latency)
+
+
+if __name__ == "__main__":
+    main()
