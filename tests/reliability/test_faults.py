@@ -56,7 +56,7 @@ def test_transient_faults_are_retried(catalogue, clean, tmp_path, monkeypatch, k
 
 
 def test_persistent_bad_answers_reject_with_a_reason_and_write_nothing(catalogue, tmp_path, monkeypatch):
-    result, counts = build(catalogue, Faults(rate=1.0, kinds=("shape",)), tmp_path / "bad", tmp_path, monkeypatch)
+    result, _ = build(catalogue, Faults(rate=1.0, kinds=("shape",)), tmp_path / "bad", tmp_path, monkeypatch)
     assert result.exit_code == 1 and "no candidate" in result.stderr and "'ee'" in result.stderr
     reasons = (tmp_path / "bad/.noldo/nol/rejected.jsonl").read_text()
     assert "computePixels returned shape" in reasons
