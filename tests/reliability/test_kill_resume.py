@@ -1,0 +1,62 @@
+"""kill -9 at ten random moments of a build and of a download; every resume ends identical and verified."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from noldo.verify import verify
+from tests.fake_hub import FakeHub
+from tests.published_layouts import tiles_zip
+from tests.test_build import assert_same_arrays
+
+pytestmark = pytest.mark.slow
+BUILD = ["build", "--region", "demo", "--source", "synthetic", "--samples", "150", "--tile-size", "96", "--workers", "2"]
+
+
+def run(args, env=None):
+    return subprocess.run([sys.executable, "-m", "noldo", *args], capture_output=True, text=True, env=env)
+
+
+def kill_after(args, seconds, env=None) -> bool:
+    """Start the command, SIGKILL it after ``seconds``; True if it was still running."""
+    child = subprocess.Popen([sys.executable, "-m", "noldo", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env)
+    time.sleep(seconds)
+    alive = child.poll() is None
+    if alive:
+        os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    return alive
+
+
+def test_build_survives_ten_kills(tmp_path):
+    assert run([*BUILD, "--out", str(tmp_path / "reference")]).returncode == 0
+    rng = random.Random(1)
+    kills = sum(kill_after([*BUILD, "--out", str(tmp_path / "killed")], rng.uniform(2.2, 3.5)) for _ in range(10))
+    assert kills >= 5, "the build finished too early to be killed"
+    done = run([*BUILD, "--out", str(tmp_path / "killed")])
+    assert done.returncode == 0, done.stderr
+    assert_same_arrays(tmp_path / "reference", tmp_path / "killed")
+    assert verify(tmp_path / "killed")[0] == []
+    assert not list((tmp_path / "killed").rglob("*.partial"))
+
+
+def test_download_survives_ten_kills(tmp_path):
+    zip_path, _ = tiles_zip(tmp_path / "src.zip", {"dw_train": (6, 256)})
+    data = zip_path.read_bytes()
+    with FakeHub({"vikki23/NoLDO-S12": {"ssl4eo_s12_dw.zip": data}}) as hub:
+        hub.delay = 0.01
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
+        args = ["download", "--what", "dw", "--root", str(tmp_path / "files")]
+        rng = random.Random(2)
+        kills = sum(kill_after(args, rng.uniform(1.5, 2.5), env) for _ in range(10))
+        assert kills >= 5
+        done = run(args, env)
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "files" / "ssl4eo_s12_dw.zip").read_bytes() == data
+    assert sum(hub.served.values()) < 2 * len(data), "resumed downloads do not start over"
