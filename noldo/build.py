@@ -17,6 +17,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from noldo.catalog import SHARD_SAMPLES, split_info
 from noldo.errors import NoldoError
 from noldo.files import atomic_write_bytes, atomic_write_json
 from noldo.regions import MIN_SPACING_KM, Candidate, Region, candidates, capacity, parse_region
-from noldo.sources import Rejected, Source, counting, source_for
+from noldo.sources import Rejected, Source, counting, in_parallel, source_for
 from noldo.store import Layout, SplitWriter, georef_arrays, remove_split, stored_layout, work_path
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,9 @@ def run_candidate(source_spec: Mapping[str, Any], candidate: Candidate, needed: 
             outcome.meta["plan"] = plan.meta
             if estimate:
                 outcome.costs = {name: source.cost(candidate, plan, name) for name in source.arrays}
-            for name in needed:
-                fetched = source.fetch(candidate, plan, name)
+            calls = [partial(source.fetch, candidate, plan, name) for name in needed]
+            results = in_parallel(*calls) if getattr(source, "parallel_fetch", False) else [c() for c in calls]
+            for name, fetched in zip(needed, results, strict=True):
                 outcome.arrays[name], outcome.meta[name] = fetched.array, fetched.meta
         except Rejected as exc:
             outcome.rejected, outcome.arrays = str(exc), {}

@@ -43,6 +43,12 @@ class Server:
         self.process.start()
         self.url, self.key = queue.get(timeout=60)
 
+    def cpu_seconds(self) -> float:
+        import psutil
+
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.join()
@@ -56,7 +62,9 @@ samples, tile, concurrency, url, out = int(sys.argv[1]), int(sys.argv[2]), int(s
 spec = BuildSpec({region!r}, "earthengine", samples=samples, tile_size=tile,
                  runtime={{"ee_url": url, "ee_project": "perf", "ee_concurrency": concurrency}})
 summary = build(spec, Path(out))
-summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+usage = resource.getrusage(resource.RUSAGE_SELF)
+summary["peak_rss_mb"] = usage.ru_maxrss / 1024
+summary["cpu_seconds"] = usage.ru_utime + usage.ru_stime
 print(json.dumps(summary))
 """
 
@@ -78,19 +86,27 @@ def main() -> None:
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as folder:
-        server = Server(args.latency, folder)
-        rows = []
-        for concurrency in (1, 4, 16, 40):
-            samples = max(10, concurrency * 5)
-            s = run_build(server, samples, 64, concurrency, folder)
-            requests = s["requests"].get("listImages", 0) + s["requests"].get("computePixels", 0)
-            rate, ideal = requests / s["seconds"], concurrency / args.latency
-            rows.append((concurrency, samples, requests, f"{s['seconds']:.1f}", f"{rate:.1f}", f"{ideal:.0f}",
-                         f"{rate / ideal:.0%}", f"{s['samples'] / s['seconds']:.2f}"))
+        rows, cpu = [], []
+        for latency, concurrencies in ((args.latency, (1, 4, 16, 40)), (10 * args.latency, (40,))):
+            server = Server(latency, folder)
+            for concurrency in concurrencies:
+                samples = max(10, concurrency * 5) if latency == args.latency else 240
+                server_cpu = server.cpu_seconds()
+                s = run_build(server, samples, 64, concurrency, folder)
+                requests = s["requests"].get("listImages", 0) + s["requests"].get("computePixels", 0)
+                rate, ideal = requests / s["seconds"], concurrency / latency
+                rows.append((f"{latency:g}", concurrency, samples, requests, f"{s['seconds']:.1f}", f"{rate:.1f}",
+                             f"{ideal:.0f}", f"{rate / ideal:.0%}", f"{s['samples'] / s['seconds']:.2f}"))
+                cpu.append((s["cpu_seconds"] / requests, (server.cpu_seconds() - server_cpu) / requests))
+            server.stop()
+        client, served = (sum(c[i] for c in cpu) / len(cpu) for i in (0, 1))
+        ceiling = (os.cpu_count() or 1) / (client + served)
         results["scheduling"] = rows
-        report("ee_build_scheduling", ("concurrency", "samples", "requests", "seconds", "requests/s",
+        report("ee_build_scheduling", ("latency s", "concurrency", "samples", "requests", "seconds", "requests/s",
                                         "ideal requests/s", "of ideal", "samples/s"), rows, None)
-        server.stop()
+        print(f"\nCPU per request: {client * 1000:.1f} ms in noldo + earthengine-api, {served * 1000:.1f} ms in the "
+              f"loopback server; with {os.cpu_count()} cores that caps the rate at about {ceiling:.0f} requests/s "
+              "on this machine, whatever the concurrency.\n")
         server = Server(0.0, folder)
         full = run_build(server, 32, 264, 16, folder)
         mb = full["bytes_received"] / 1e6

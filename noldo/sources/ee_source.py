@@ -17,7 +17,7 @@ import numpy as np
 from noldo.catalog import SEASONS
 from noldo.errors import NoldoError
 from noldo.regions import Candidate
-from noldo.sources import Fetched, Plan, Rejected, dynamic_world, earthengine, sentinel1, sentinel2
+from noldo.sources import Fetched, Plan, Rejected, dynamic_world, earthengine, in_parallel, sentinel1, sentinel2
 from noldo.sources.scenes import Scene, footprint, iso, season_windows
 
 _MODULES = {"s2": sentinel2, "s1": sentinel1, "dw": dynamic_world}
@@ -65,6 +65,7 @@ class EarthEngineSource:
 
     name = "earthengine"
     arrays = ("s2", "s1", "dw")
+    parallel_fetch = True  # the modalities of a sample are independent requests
 
     def __init__(self, seed: int = 0, seasons: int = 4, max_cloud: float = 20.0, allow_missing: bool = False,
                  scenes: str | None = None, season_dates: str | None = None, jitter: bool = True,
@@ -108,12 +109,13 @@ class EarthEngineSource:
         sample = footprint(candidate.grid)
         windows = self._windows(candidate)
         span = (min(w[0] for w in windows), max(w[1] for w in windows))
-        s2_scenes = sentinel2.search(self.settings, sample, span, self.max_cloud)
+        s1_span = (span[0] - timedelta(days=15), span[1] + timedelta(days=15)) if self.scene_table else span
+        s2_scenes, dw_scenes, s1_scenes = in_parallel(
+            lambda: sentinel2.search(self.settings, sample, span, self.max_cloud),
+            lambda: dynamic_world.search(self.settings, sample, span) if self.labels is None else {},
+            lambda: sentinel1.search(self.settings, sample, s1_span))
         if candidate.date is not None:  # tiles keep to their own UTM zone; labels come from files
             s2_scenes = [s for s in s2_scenes if s.epsg == candidate.grid.epsg]
-        dw_scenes = dynamic_world.search(self.settings, sample, span) if self.labels is None else {}
-        s1_span = (span[0] - timedelta(days=15), span[1] + timedelta(days=15)) if self.scene_table else span
-        s1_scenes = sentinel1.search(self.settings, sample, s1_span)
         labelled = [s for s in s2_scenes if s.index in dw_scenes] if self.labels is None else s2_scenes
         chosen: dict[str, list[Scene | None]] = {"s2": [], "s1": [], "dw": []}
         meta: dict[str, Any] = {"day_offset": candidate.day_offset if self.jitter else 0}

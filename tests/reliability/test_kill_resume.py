@@ -15,7 +15,8 @@ from tests.published_layouts import tiles_zip
 from tests.test_build import assert_same_arrays
 
 pytestmark = pytest.mark.slow
-BUILD = ["build", "--region", "demo", "--source", "synthetic", "--samples", "150", "--tile-size", "96", "--workers", "2"]
+BUILD = ["build", "--region", "demo", "--source", "synthetic", "--samples", "150", "--tile-size", "96",
+         "--workers", "2"]
 
 
 def run(args, env=None):
