@@ -1,4 +1,4 @@
-"""The single source of truth for NoLDO-S12: bands, legends, seasons, splits, statistics, licences."""
+"""The single source of truth for NoLDO-S12: bands, legends and colours, seasons, splits, licences, citations."""
 
 from __future__ import annotations
 
@@ -89,6 +89,10 @@ class LandCoverClass:
     name: str
     colour: str  # hex, '#RRGGBB'
     dw_value: int | None = None  # the Dynamic World class it maps to (OSM and DFC2020 legends)
+
+
+#: Colour of pixels outside a legend (nodata, no label) wherever labels are drawn.
+NODATA_COLOUR = "#D9D9D9"
 
 
 #: Dynamic World V1 ``label`` band (noldo-data.md §6.1). Nodata is 255.
@@ -190,6 +194,9 @@ LEGENDS: dict[str, tuple[LandCoverClass, ...]] = {
     "dfc2020": DFC2020_CLASSES,
 }
 
+#: The legend of each label array.
+ARRAY_LEGENDS: dict[str, tuple[LandCoverClass, ...]] = {"dw": DW_CLASSES, "truth": DW_CLASSES, "osm": OSM_CLASSES}
+
 
 @dataclass(frozen=True)
 class Season:
@@ -265,6 +272,7 @@ class SplitInfo:
     """A standard split of NoLDO-S12."""
 
     name: str
+    samples: int  # published sample count
     seasons: int
     tile_size: int
     arrays: tuple[str, ...]
@@ -274,14 +282,14 @@ class SplitInfo:
 SPLITS: dict[str, SplitInfo] = {
     s.name: s
     for s in (
-        SplitInfo("nol", 4, 264, ("s2", "s1", "dw"),
-                  "SSL4EO-S12@NoL pretraining: 4 seasons, Dynamic World noisy labels (103,793 published)"),
-        SplitInfo("dw_train", 1, 510, ("s2", "s1", "dw"), "SSL4EO-S12@DW train: expert DW tiles (3,574)"),
-        SplitInfo("dw_test", 1, 512, ("s2", "s1", "dw"), "SSL4EO-S12@DW test: expert DW tiles (340)"),
-        SplitInfo("osm_train", 1, 510, ("s2", "s1", "dw", "osm"), "SSL4EO-S12@OSM train (1,375)"),
-        SplitInfo("osm_test", 1, 512, ("s2", "s1", "dw", "osm"), "SSL4EO-S12@OSM test (400)"),
-        SplitInfo("dfc2020_val", 1, 256, ("s2", "s1", "dw"), "DFC2020 validation, mapped to 8 DW classes (986)"),
-        SplitInfo("dfc2020_test", 1, 256, ("s2", "s1", "dw"), "DFC2020 test, mapped to 8 DW classes (5,128)"),
+        SplitInfo("nol", 103_793, 4, 264, ("s2", "s1", "dw"),
+                  "SSL4EO-S12@NoL pretraining: 4 seasons, Dynamic World noisy labels"),
+        SplitInfo("dw_train", 3_574, 1, 510, ("s2", "s1", "dw"), "SSL4EO-S12@DW train: expert DW tiles"),
+        SplitInfo("dw_test", 340, 1, 512, ("s2", "s1", "dw"), "SSL4EO-S12@DW test: expert DW tiles"),
+        SplitInfo("osm_train", 1_375, 1, 510, ("s2", "s1", "dw", "osm"), "SSL4EO-S12@OSM train"),
+        SplitInfo("osm_test", 400, 1, 512, ("s2", "s1", "dw", "osm"), "SSL4EO-S12@OSM test"),
+        SplitInfo("dfc2020_val", 986, 1, 256, ("s2", "s1", "dw"), "DFC2020 validation, mapped to 8 DW classes"),
+        SplitInfo("dfc2020_test", 5_128, 1, 256, ("s2", "s1", "dw"), "DFC2020 test, mapped to 8 DW classes"),
     )
 }
 
@@ -313,6 +321,40 @@ LICENCES: dict[str, Licence] = {
                 "https://creativecommons.org/publicdomain/zero/1.0/", "No attribution required."),
     )
 }
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A publication to cite, and when."""
+
+    key: str  # BibTeX key
+    authors: tuple[str, ...]  # "C. M. Albrecht"; the last word is the surname
+    title: str
+    journal: str
+    year: int
+    cite_for: str
+    et_al: bool = False  # more authors than listed
+    volume: str | None = None
+    pages: str | None = None  # pages or article number
+    doi: str | None = None
+    arxiv: str | None = None
+
+
+#: What to cite: CromSS for NoLDO-S12 itself, then the sources of its parts.
+REFERENCES: tuple[Reference, ...] = (
+    Reference("liu2025cromss", ("C. Liu", "C. M. Albrecht", "Y. Wang", "X. X. Zhu"),
+              "CromSS: Cross-modal pretraining with noisy labels for remote sensing image segmentation",
+              "IEEE Transactions on Geoscience and Remote Sensing", 2025,
+              "NoLDO-S12, its splits and the CromSS weights", arxiv="2405.01217"),
+    Reference("wang2023ssl4eo", ("Y. Wang", "N. A. A. Braham", "Z. Xiong", "C. Liu", "C. M. Albrecht", "X. X. Zhu"),
+              "SSL4EO-S12: A large-scale multimodal, multitemporal dataset for self-supervised learning in "
+              "Earth observation", "IEEE Geoscience and Remote Sensing Magazine", 2023,
+              "the SSL4EO-S12 locations, seasons and Sentinel-1/2 patches", doi="10.1109/MGRS.2023.3281651",
+              arxiv="2211.07044"),
+    Reference("brown2022dynamic", ("C. F. Brown",), "Dynamic World, Near real-time global 10 m land use land cover "
+              "mapping", "Scientific Data", 2022, "the Dynamic World labels (`dw`)", et_al=True, volume="9",
+              pages="251", doi="10.1038/s41597-022-01307-4"),
+)
 
 
 def split_info(name: str) -> SplitInfo | None:

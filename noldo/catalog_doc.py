@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from noldo import catalog as c
+from noldo.store import Layout
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -21,6 +25,26 @@ def _nodata(value: object) -> str:
     return "—" if value is None else ("NaN" if value != value else str(value))
 
 
+def _nbytes(layout: Layout, name: str) -> int:
+    return math.prod(layout.shape(name)) * np.dtype(c.ARRAYS[name].dtype).itemsize
+
+
+def split_raw_bytes(split: c.SplitInfo) -> dict[str, int]:
+    """Uncompressed bytes of each image array of a published split, from its layout and the array dtypes."""
+    layout = Layout(split.samples, split.seasons, split.tile_size, split.tile_size, split.arrays)
+    return {a: _nbytes(layout, a) for a in split.arrays}
+
+
+def _gb(n: int) -> str:
+    gb = n / 1e9
+    return f"{gb:,.0f}" if gb >= 100 else f"{gb:.3g}"
+
+
+def _raw_size(split: c.SplitInfo) -> str:
+    sizes = split_raw_bytes(split)
+    return f"{_gb(sum(sizes.values()))} GB ({', '.join(f'{a} {_gb(n)}' for a, n in sizes.items())})"
+
+
 def _sections() -> list[str]:
     dw_names = {cls.value: cls.name for cls in c.DW_CLASSES}
     return [
@@ -31,10 +55,17 @@ def _sections() -> list[str]:
         "`noldo` stores every split with one schema, described below.",
 
         "## Splits\n\n" + _table(
-            ("split", "seasons", "tile (px)", "arrays", "description"),
-            ((s.name, s.seasons, f"{s.tile_size}×{s.tile_size}", ", ".join(s.arrays), s.description)
-             for s in c.SPLITS.values())) +
-        "\n\nOther split names (lower-case letters, digits, `_`) are allowed for custom builds.",
+            ("split", "samples", "seasons", "tile (px)", "arrays", "raw size", "description"),
+            ((s.name, f"{s.samples:,}", s.seasons, f"{s.tile_size}×{s.tile_size}", ", ".join(s.arrays),
+              _raw_size(s), s.description) for s in c.SPLITS.values())) +
+        "\n\n`samples` is the published sample count. The raw size is the uncompressed size of the image arrays, "
+        "computed from the layout: samples × seasons × bands × height × width × bytes per value of each array "
+        "(dimensions and dtypes in the table under *Store layout*), in GB (10⁹ bytes), with the per-array "
+        "breakdown in brackets; the georeference arrays add "
+        f"{sum(_nbytes(Layout(1, 1, 1, 1, ()), a) for a in c.GEOREF_ARRAYS)} bytes per sample. The stored files are "
+        "smaller (compressed); `noldo info ROOT` reports the decoded `bytes` and the `stored_bytes` of every "
+        "array of a real store.\n\n"
+        "Other split names (lower-case letters, digits, `_`) are allowed for custom builds.",
 
         "## Store layout\n\n"
         "```\nROOT/\n  manifest.json          size and sha256 of every file below\n"
@@ -143,7 +174,36 @@ def _sections() -> list[str]:
             ((k.key, f"[{k.name}]({k.url})", k.attribution) for k in c.LICENCES.values())) +
         "\n\nThe published NoLDO-S12 files are distributed under the terms of the "
         f"[{c.HF_REPO}](https://huggingface.co/datasets/{c.HF_REPO}) dataset card.",
+
+        _citation_section(),
     ]
+
+
+def _citation(ref: c.Reference) -> str:
+    links = ([f"[doi:{ref.doi}](https://doi.org/{ref.doi})"] if ref.doi else []) + (
+        [f"[arXiv:{ref.arxiv}](https://arxiv.org/abs/{ref.arxiv})"] if ref.arxiv else [])
+    journal = f"*{ref.journal}*" + (f" {ref.volume}, {ref.pages}" if ref.volume else "")
+    authors = ", ".join(ref.authors) + (" et al." if ref.et_al else "")
+    return ", ".join((authors, f"“{ref.title}”", journal, str(ref.year), *links))
+
+
+def _bibtex(ref: c.Reference) -> str:
+    authors = [f"{a.split()[-1]}, {' '.join(a.split()[:-1])}" for a in ref.authors] + (["others"] if ref.et_al else [])
+    fields = {"author": " and ".join(authors), "title": f"{{{ref.title}}}", "journal": ref.journal,
+              "year": ref.year, "volume": ref.volume, "pages": ref.pages, "doi": ref.doi, "eprint": ref.arxiv,
+              "archivePrefix": ref.arxiv and "arXiv"}
+    body = "".join(f"  {k} = {{{v}}},\n" for k, v in fields.items() if v)
+    return f"@article{{{ref.key},\n{body}}}"
+
+
+def _citation_section() -> str:
+    main, *parts = c.REFERENCES
+    return (
+        f"## Citation\n\nIf you use {main.cite_for}, cite:\n\n{_citation(main)}.\n\n"
+        "When you use these parts, also cite their sources:\n\n"
+        + "\n".join(f"- {ref.cite_for}: {_citation(ref)}." for ref in parts)
+        + "\n\n```bibtex\n" + "\n\n".join(_bibtex(ref) for ref in c.REFERENCES) + "\n```"
+    )
 
 
 def _osm_rules() -> str:

@@ -13,7 +13,6 @@ from noldo.errors import NoldoError
 from noldo.store import index_path, read_attributes, split_path
 
 _S1_RANGE_DB = (-25.0, 0.0)
-_LABEL_ARRAYS = {"dw": catalog.DW_CLASSES, "truth": catalog.DW_CLASSES, "osm": catalog.OSM_CLASSES}
 _TITLES = {"dw": "Dynamic World labels", "truth": "truth (simulated)", "osm": "OpenStreetMap land use"}
 
 
@@ -23,11 +22,16 @@ def true_colour(s2: np.ndarray, white: float = 3000.0) -> np.ndarray:
     return np.clip(rgb / white, 0, 1) ** (1 / 1.3)
 
 
+def _rgb(hex_colour: str) -> list[float]:
+    return [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+
+
 def label_colours(labels: np.ndarray, legend: tuple[catalog.LandCoverClass, ...]) -> np.ndarray:
-    """Class map → (H, W, 3) RGB with the legend's colours; values outside the legend are light grey."""
-    lut = np.full((256, 3), 0.85, dtype="float32")
+    """Class map → (H, W, 3) RGB with the legend's colours; values outside it get ``catalog.NODATA_COLOUR``."""
+    lut = np.empty((256, 3), dtype="float32")
+    lut[:] = _rgb(catalog.NODATA_COLOUR)
     for cls in legend:
-        lut[cls.value] = [int(cls.colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        lut[cls.value] = _rgb(cls.colour)
     return lut[labels]
 
 
@@ -83,12 +87,12 @@ def plot_sample(root: Path, split: str = "nol", sample: str | int = 0, season: i
                           vmax=_S1_RANGE_DB[1])
                 ax.set_title(f"S1 VV (dB) · {seasons[t]}")
             else:
-                ax.imshow(label_colours(data, _LABEL_ARRAYS[name]), interpolation="nearest")
+                ax.imshow(label_colours(data, catalog.ARRAY_LEGENDS[name]), interpolation="nearest")
                 ax.set_title(f"{_TITLES[name]} · {seasons[t]}")
         for c, name in enumerate(static, start=len(per_season)):
             ax = axes[r, c]
             if r == 0:
-                ax.imshow(label_colours(group[name][i], _LABEL_ARRAYS[name]), interpolation="nearest")
+                ax.imshow(label_colours(group[name][i], catalog.ARRAY_LEGENDS[name]), interpolation="nearest")
                 ax.set_title(_TITLES[name])
     for ax in axes.flat:
         ax.set_xticks([])
@@ -100,7 +104,7 @@ def plot_sample(root: Path, split: str = "nol", sample: str | int = 0, season: i
         legends["OpenStreetMap"] = catalog.OSM_CLASSES
     handles = [Patch(color=cls.colour, label=f"{cls.value} {cls.name}") for legend in legends.values()
                for cls in legend]
-    handles.append(Patch(color="#D9D9D9", label="nodata / no label"))
+    handles.append(Patch(color=catalog.NODATA_COLOUR, label="nodata / no label"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize="small", frameon=False)
     legend_inches = 0.2 + 0.22 * -(-len(handles) // 5)
     fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1 - 0.4 / fig.get_figheight()))
