@@ -33,4 +33,4 @@ test-slow: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check noldo benchmark tests
+	$(BIN)/ruff check noldo benchmark tests notebooks

@@ -364,7 +364,7 @@ def loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int = 0, d
 
 def plot(sample: dict[str, Any], legend: tuple[catalog.LandCoverClass, ...] = catalog.DW_CLASSES):
     """A matplotlib Figure of a dataset item: S2 (or the image) as RGB-ish, S1 VV, label, prior arg-max."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from noldo.plot import label_colours
 
@@ -380,7 +380,8 @@ def plot(sample: dict[str, Any], legend: tuple[catalog.LandCoverClass, ...] = ca
     panels.append(("label", label_colours(np.where(label == IGNORE, 255, label).astype("uint8"), legend)))
     if "prior" in sample:
         panels.append(("prior (arg-max)", label_colours(sample["prior"].argmax(0).numpy().astype("uint8"), legend)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(panels), 3.4))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, data) in zip(axes[0], panels, strict=True):
         ax.imshow(data, cmap="gray" if data.ndim == 2 else None, interpolation="nearest")
         ax.set_title(title)

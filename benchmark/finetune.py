@@ -216,11 +216,8 @@ def _write_run(folder: Path, config: dict[str, Any], matrix: np.ndarray, scores:
 
 def _mosaic(path: Path, module, dataset, task: str, count: int = 4) -> None:
     """Up to ``count`` test tiles: input, reference and prediction in the legend's colours."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
+    from matplotlib.figure import Figure
 
     from noldo import catalog
     from noldo.plot import label_colours
@@ -228,7 +225,8 @@ def _mosaic(path: Path, module, dataset, task: str, count: int = 4) -> None:
     legend = catalog.OSM_CLASSES if task == "osm" else catalog.DW_CLASSES
     shift = 1 if task == "osm" else 0  # OSM training indices are value − 1
     rows = min(count, len(dataset))
-    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
+    fig = Figure(figsize=(9, 3 * rows))
+    axes = fig.subplots(rows, 3, squeeze=False)
     module.eval()
     for r in range(rows):
         item = dataset[r]
@@ -246,7 +244,6 @@ def _mosaic(path: Path, module, dataset, task: str, count: int = 4) -> None:
             ax.set_axis_off()
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -47,16 +47,14 @@ def save_config(folder: Path, config: Mapping[str, Any]) -> None:
 
 def plot_curves(metrics_csv: Path, out: Path, keys: Sequence[str]) -> Path | None:
     """Epoch curves of the logged ``keys`` from a Lightning CSVLogger file, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, nothing left open
 
     if not metrics_csv.exists():
         return None
     table = pd.read_csv(metrics_csv)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for key in keys:
         if key in table:
             series = table.dropna(subset=[key]).groupby("epoch")[key].mean()
@@ -67,7 +65,6 @@ def plot_curves(metrics_csv: Path, out: Path, keys: Sequence[str]) -> Path | Non
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
 
 

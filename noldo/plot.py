@@ -53,10 +53,7 @@ def plot_sample(root: Path, split: str = "nol", sample: str | int = 0, season: i
     Example:
         >>> plot_sample("demo-data", "nol", 0).savefig("sample.png")  # doctest: +SKIP
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, nothing to close
     from matplotlib.patches import Patch
 
     root = Path(root)
@@ -72,7 +69,8 @@ def plot_sample(root: Path, split: str = "nol", sample: str | int = 0, season: i
     static = [a for a in ("truth", "osm") if a in names]
     columns = len(per_season) + len(static)
     size = (max(3.2 * columns, 9.0), 3.5 * len(rows) + 1.2)
-    fig, axes = plt.subplots(len(rows), columns, figsize=size, squeeze=False)
+    fig = Figure(figsize=size)
+    axes = fig.subplots(len(rows), columns, squeeze=False)
     lon, lat = float(group["center_lon"][i]), float(group["center_lat"][i])
     fig.suptitle(f"{sample_id} ({split}) at {lat:.4f}°, {lon:.4f}° · EPSG:{int(group['crs_epsg'][i])}")
     for r, t in enumerate(rows):
@@ -113,11 +111,8 @@ def plot_sample(root: Path, split: str = "nol", sample: str | int = 0, season: i
 
 def save_plot(root: Path, split: str, sample: str | int, season: int | None, out: Path) -> Path:
     """Render a sample to a PNG file."""
-    import matplotlib.pyplot as plt
-
     fig = plot_sample(root, split, sample, season)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
-    plt.close(fig)
     return out

@@ -121,7 +121,6 @@ def split_attributes(split: str, layout: Layout, provenance: Mapping[str, Any]) 
     seasons = catalog.SEASONS if layout.seasons == len(catalog.SEASONS) else ()
     info = catalog.split_info(split)
     used_licences = sorted({array_kind(a).licence for a in layout.all_arrays})
-    legends = {"dw": catalog.DW_CLASSES, "truth": catalog.DW_CLASSES, "osm": catalog.OSM_CLASSES}
     return {
         "schema_version": SCHEMA_VERSION,
         "title": f"NoLDO-S12 {split}",
@@ -132,7 +131,8 @@ def split_attributes(split: str, layout: Layout, provenance: Mapping[str, Any]) 
         "bands": {"s2": [asdict(b) for b in catalog.S2_BANDS], "s1": [asdict(b) for b in catalog.S1_BANDS]},
         "s2_scale_factor": 1e-4,
         "s1_units": "dB",
-        "legends": {a: [asdict(c) for c in legends[a]] for a in layout.arrays if a in legends},
+        "legends": {a: [asdict(c) for c in catalog.ARRAY_LEGENDS[a]] for a in layout.arrays
+                    if a in catalog.ARRAY_LEGENDS},
         "nodata": {a: _json_nodata(array_kind(a).nodata) for a in layout.arrays},
         "seasons": [asdict(s) for s in seasons] or [{"index": 0, "name": "t0", "reference_date": None}],
         "season_rule": (f"location offset d in [0, {catalog.SEASON_MAX_OFFSET_DAYS}) days; window "
