@@ -15,6 +15,7 @@ against the base rate of all pixels.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -85,6 +86,9 @@ def main() -> None:
              f"{overhead:.1%}")]
     report("cromss_step", ("", "seconds (median)", "vs plain step"), rows, args.json if args.run is None else None,
            batch=n, size=s, encoder=args.encoder)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nA CromSS step consumes {n / step['cromss']:.1f} samples/s ({s}×{s}, batch {n}); peak RSS of this "
+          f"process {peak:.0f} MB. Compare with the loader's samples/s (python -m benchmark.perf.loader).")
     if args.run is not None:
         import pandas as pd
 

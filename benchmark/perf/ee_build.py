@@ -1,6 +1,7 @@
 """Build throughput against a loopback Earth Engine with a fixed latency per request, and build memory.
 
-    python -m benchmark.perf.ee_build [--latency 0.2] [--json out.json]
+    python -m benchmark.perf.ee_build [--latency 0.2] [--concurrency 1,4,16,40] [--memory 100,1000]
+                                      [--full 32] [--json out.json]
 
 The loopback server (tests/fake_earthengine.py, the one the tests use) runs in its own process and
 answers every listImages and computePixels after ``--latency`` seconds. With small pixel payloads
@@ -79,18 +80,25 @@ def run_build(server: Server, samples: int, tile: int, concurrency: int, folder:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per request [0.2]")
+    parser.add_argument("--concurrency", type=_counts, default=(1, 4, 16, 40), help="request concurrencies to time")
+    parser.add_argument("--memory", type=_counts, default=(100, 1000), help="sample counts of the memory builds")
+    parser.add_argument("--full", type=int, default=32, help="samples of the byte-bound build (264×264 tiles)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         rows, cpu = [], []
-        for latency, concurrencies in ((args.latency, (1, 4, 16, 40)), (10 * args.latency, (40,))):
+        for latency, concurrencies in ((args.latency, args.concurrency), (10 * args.latency, args.concurrency[-1:])):
             server = Server(latency, folder)
             for concurrency in concurrencies:
-                samples = max(10, concurrency * 5) if latency == args.latency else 240
+                samples = max(10, concurrency * 5) if latency == args.latency else 6 * concurrency
                 server_cpu = server.cpu_seconds()
                 s = run_build(server, samples, 64, concurrency, folder)
                 requests = s["requests"].get("listImages", 0) + s["requests"].get("computePixels", 0)
@@ -108,14 +116,14 @@ def main() -> None:
               f"loopback server; with {os.cpu_count()} cores that caps the rate at about {ceiling:.0f} requests/s "
               "on this machine, whatever the concurrency.\n")
         server = Server(0.0, folder)
-        full = run_build(server, 32, 264, 16, folder)
+        full = run_build(server, args.full, 264, 16, folder)
         mb = full["bytes_received"] / 1e6
-        byte_rows = [(32, "264×264", f"{full['seconds']:.1f}", f"{mb:.0f}", f"{mb / full['seconds']:.1f}",
+        byte_rows = [(args.full, "264×264", f"{full['seconds']:.1f}", f"{mb:.0f}", f"{mb / full['seconds']:.1f}",
                       f"{full['samples'] / full['seconds']:.2f}")]
         print()
         report("ee_build_bytes", ("samples", "tile", "seconds", "MB received", "MB/s", "samples/s"), byte_rows, None)
         memory = []
-        for samples in (100, 1000):
+        for samples in args.memory:
             s = run_build(server, samples, 64, 16, folder)
             memory.append((samples, f"{s['seconds']:.1f}", f"{s['peak_rss_mb']:.0f}"))
         server.stop()
