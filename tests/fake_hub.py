@@ -27,6 +27,7 @@ class FakeHub:
         self.served: Counter = Counter()
         self.corrupt_next: Counter = Counter()  # path → how many downloads to corrupt
         self.delay = 0.0  # seconds per 64 KiB block, to make a download slow enough to kill
+        self.sending = 0  # responses whose body is being sent (a killed client's ends with a broken pipe)
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -120,14 +121,20 @@ class FakeHub:
                 self.end_headers()
                 if head:
                     return None
-                for offset in range(0, len(chunk), 65536):
-                    block = chunk[offset:offset + 65536]
-                    self.wfile.write(block)
-                    self.wfile.flush()
+                with hub.lock:
+                    hub.sending += 1
+                try:
+                    for offset in range(0, len(chunk), 65536):
+                        block = chunk[offset:offset + 65536]
+                        self.wfile.write(block)
+                        self.wfile.flush()
+                        with hub.lock:
+                            hub.served[name] += len(block)
+                        if hub.delay:
+                            time.sleep(hub.delay)
+                finally:
                     with hub.lock:
-                        hub.served[name] += len(block)
-                    if hub.delay:
-                        time.sleep(hub.delay)
+                        hub.sending -= 1
                 return None
 
             def do_GET(self) -> None:

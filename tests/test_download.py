@@ -153,6 +153,8 @@ def test_killed_download_resumes_without_refetching(hub, published, tmp_path):
         time.sleep(0.01)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
+    while hub.sending and time.monotonic() < deadline:  # the server notices the dead client
+        time.sleep(0.01)
     assert (tmp_path / "f" / first).exists() and not (tmp_path / "f" / second).exists()
     have = part.stat().st_size
     served_before = dict(hub.served)

@@ -1,13 +1,13 @@
 """Build throughput against a loopback Earth Engine with a fixed latency per request, and build memory.
 
-    python -m benchmark.perf.ee_build [--latency 0.2] [--concurrency 1,4,16,40] [--memory 100,1000]
+    python -m benchmark.perf.ee_build [--latency 0.2] [--concurrency 1,4,16,40] [--memory 100,1000,3000]
                                       [--full 32] [--json out.json]
 
 The loopback server (tests/fake_earthengine.py, the one the tests use) runs in its own process and
 answers every listImages and computePixels after ``--latency`` seconds. With small pixel payloads
 (64×64 tiles) the request rate measures scheduling, against the ideal concurrency ÷ latency. Then
 the byte-bound rate with full 264×264 tiles, and the peak memory (RSS) of whole `noldo build`
-processes at 100 and 1,000 samples, which must not grow with the sample count.
+processes at 100, 1,000 and 3,000 samples, which must not grow with the sample count.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmark.perf.common import report
 
-REGION = "10.0,47.5,12.0,48.5"  # room for well over 1,000 samples 1.98 km apart
+REGION = "10.0,47.5,12.0,48.5"  # room for over 3,000 samples 1.98 km apart
 
 
 def _serve(queue, latency: float, folder: str) -> None:
@@ -88,7 +88,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per request [0.2]")
     parser.add_argument("--concurrency", type=_counts, default=(1, 4, 16, 40), help="request concurrencies to time")
-    parser.add_argument("--memory", type=_counts, default=(100, 1000), help="sample counts of the memory builds")
+    parser.add_argument("--memory", type=_counts, default=(100, 1000, 3000),
+                        help="sample counts of the memory builds")
     parser.add_argument("--full", type=int, default=32, help="samples of the byte-bound build (264×264 tiles)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
