@@ -30,7 +30,7 @@ test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-slow: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check noldo benchmark tests notebooks
