@@ -89,6 +89,8 @@ SMALL: dict[str, Small] = {
     "--out runs/demo-cromss": Small(TINY_TRAIN, slow=True),
     "python -m benchmark.perf.cromss_step --run runs/demo-cromss":
         Small("--encoder resnet18 --batch 2 --size 64 --repeats 1", slow=True),
+    "python -m benchmark.perf.cromss_step --size 256 --repeats 3":
+        Small("--encoder resnet18 --batch 2 --size 64 --repeats 1", slow=True),
 }
 
 

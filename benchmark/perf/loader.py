@@ -63,13 +63,16 @@ class LmdbPretrainDataset(torch.utils.data.Dataset):
             data, shape, _ = pickle.loads(txn.get(str(index).encode()))
         return np.frombuffer(data, dtype="uint8").reshape(shape)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        """``key`` is ``(index, epoch)``, as :class:`benchmark.data.EpochSampler` yields it."""
         import lmdb
+
+        index, epoch = key
 
         if self.envs is None:
             self.envs = {name: lmdb.open(str(self.root / f"0k_251k_uint8_{name}.lmdb"), readonly=True, lock=False,
                                          readahead=False, meminit=False) for name in ("s1", "s2c", "labels")}
-        rng = np.random.default_rng([index, torch.randint(0, 2**31, ()).item()])
+        rng = np.random.default_rng([index, epoch])
         season = int(rng.integers(4))
         labels = self._read("labels", index)
         arrays = {"s1": self._read("s1", index)[season] / np.float32(255),
@@ -114,18 +117,19 @@ def main() -> None:
             rows.append((workers, f"{ours:.1f}", f"{theirs:.1f}", f"{ours / theirs:.2f}×"))
         report("loader", ("workers", "Zarr store samples/s", "CromSS LMDB samples/s", "ratio"), rows, None)
         torch.set_num_threads(os.cpu_count() or 1)
-        labels = torch.from_numpy(np.stack([zarr_set.group["dw"][i] for i in range(32)]).astype("int64"))
-        seasons = torch.randint(0, 4, (32,))
+        count = min(32, n)
+        labels = torch.from_numpy(np.stack([zarr_set.group["dw"][i] for i in range(count)]).astype("int64"))
+        seasons = torch.randint(0, 4, (count,))
         started = time.perf_counter()
-        for i in range(32):
+        for i in range(count):
             prior(labels[i].numpy().astype("uint8"), int(seasons[i]), NUM_CLASSES)
-        per_item = (time.perf_counter() - started) / 32
+        per_item = (time.perf_counter() - started) / count
         prior_batch(labels[:2], seasons[:2])  # warm-up
         started = time.perf_counter()
         prior_batch(labels, seasons)
-        batched = (time.perf_counter() - started) / 32
+        batched = (time.perf_counter() - started) / count
         prior_rows = [("per item in the loader (numpy/scipy)", f"{per_item * 1000:.1f}", "1.00×"),
-                      ("batched, 32 samples (torch, CPU)", f"{batched * 1000:.1f}", f"{batched / per_item:.2f}×")]
+                      (f"batched, {count} samples (torch, CPU)", f"{batched * 1000:.1f}", f"{batched / per_item:.2f}×")]
         print()
         report("prior", ("264×264 prior", "ms per sample", "vs per item"), prior_rows, args.json,
                loader=rows, samples=n, cpu_count=os.cpu_count())
