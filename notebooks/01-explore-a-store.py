@@ -117,10 +117,9 @@ def class_shares(labels: np.ndarray, legend) -> pd.Series:
     return pd.Series(counts / max(counts.sum(), 1), index=[c.name for c in legend])
 
 
-shares = pd.DataFrame({f"{split} · {season}": class_shares(noldo.open(ROOT, split).dw.sel(season=season).values,
-                                                           catalog.DW_CLASSES)
-                       for split in noldo.list_splits(ROOT)
-                       for season in noldo.open(ROOT, split).season.values})
+splits = {split: noldo.open(ROOT, split) for split in noldo.list_splits(ROOT)}
+shares = pd.DataFrame({f"{split} · {season}": class_shares(data.dw.sel(season=season).values, catalog.DW_CLASSES)
+                       for split, data in splits.items() for season in data.season.values})
 shares.style.format("{:.1%}")
 
 # %%

@@ -95,12 +95,12 @@ def test_bad_scheduler_address(tmp_path, monkeypatch):
         build(BuildSpec(**SMALL), tmp_path, scheduler="tcp://127.0.0.1:9")
 
 
-def _run_and_kill(root, args, wait_for):
-    """Start `noldo build`, SIGKILL it as soon as ``wait_for(root)`` holds; True if it was killed."""
-    child = subprocess.Popen([sys.executable, "-m", "noldo", "build", *args, "--out", str(root)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while child.poll() is None and not wait_for(root) and time.monotonic() < deadline:
+def kill_noldo(args, until, env=None, timeout: float = 120) -> bool:
+    """Start `python -m noldo ARGS`, SIGKILL it as soon as ``until()`` holds; True if it was still running."""
+    child = subprocess.Popen([sys.executable, "-m", "noldo", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + timeout
+    while child.poll() is None and not until() and time.monotonic() < deadline:
         time.sleep(0.005)
     killed = child.poll() is None
     if killed:
@@ -122,7 +122,8 @@ def test_sigkill_and_resume_gives_identical_arrays(tmp_path):
     def shards(n):
         return lambda r: len(list((r / ".noldo/nol").glob("shard-*.json"))) >= n
 
-    kills = sum(_run_and_kill(root, args, cond) for cond in (units(10), shards(1), units(30), shards(2)))
+    kills = sum(kill_noldo(["build", *args, "--out", str(root)], lambda c=cond: c(root))
+                for cond in (units(10), shards(1), units(30), shards(2)))
     assert kills >= 3, "the build finished before it could be interrupted"
     done = subprocess.run([sys.executable, "-m", "noldo", "build", *args, "--out", str(root)], capture_output=True)
     assert done.returncode == 0, done.stderr

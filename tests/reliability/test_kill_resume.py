@@ -2,7 +2,6 @@
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import pytest
 from noldo.verify import verify
 from tests.fake_hub import FakeHub
 from tests.published_layouts import tiles_zip
-from tests.test_build import assert_same_arrays
+from tests.test_build import assert_same_arrays, kill_noldo
 
 pytestmark = pytest.mark.slow
 BUILD = ["build", "--region", "demo", "--source", "synthetic", "--samples", "150", "--tile-size", "96",
@@ -24,15 +23,9 @@ def run(args, env=None):
 
 
 def kill_after(args, seconds, env=None) -> bool:
-    """Start the command, SIGKILL it after ``seconds``; True if it was still running."""
-    child = subprocess.Popen([sys.executable, "-m", "noldo", *args], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, env=env)
-    time.sleep(seconds)
-    alive = child.poll() is None
-    if alive:
-        os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    return alive
+    """Start `python -m noldo ARGS`, SIGKILL it after ``seconds``; True if it was still running."""
+    deadline = time.monotonic() + seconds
+    return kill_noldo(args, lambda: time.monotonic() >= deadline, env)
 
 
 def test_build_survives_ten_kills(tmp_path):
