@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from noldo import catalog as c
+from noldo.markdown import table
 from noldo.store import Layout
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _swatch(hex_colour: str) -> str:
@@ -54,7 +48,7 @@ def _sections() -> list[str]:
         "pretraining split) and with expert Dynamic World and OpenStreetMap labels (the downstream splits). "
         "`noldo` stores every split with one schema, described below.",
 
-        "## Splits\n\n" + _table(
+        "## Splits\n\n" + table(
             ("split", "samples", "seasons", "tile (px)", "arrays", "raw size", "description"),
             ((s.name, f"{s.samples:,}", s.seasons, f"{s.tile_size}×{s.tile_size}", ", ".join(s.arrays),
               _raw_size(s), s.description) for s in c.SPLITS.values())) +
@@ -81,7 +75,7 @@ def _sections() -> list[str]:
         "bands × the full tile, so reading one season of one sample decodes only that. Codec: "
         "Blosc-zstd level 5 with bit shuffle. Seasons are in chronological order; downstream splits have a "
         "season axis of length 1. There are no x/y coordinate arrays: `transform` is the georeference "
-        "(pixel (col, row) has its upper-left corner at `transform · (col, row)`).\n\n" + _table(
+        "(pixel (col, row) has its upper-left corner at `transform · (col, row)`).\n\n" + table(
             ("array", "dims", "dtype", "nodata", "licence", "content"),
             ((f"`{a.name}`", ", ".join(a.dims), a.dtype, _nodata(a.nodata), a.licence, a.description)
              for a in c.ARRAYS.values())) +
@@ -91,7 +85,7 @@ def _sections() -> list[str]:
         "`xarray.open_zarr(\"ROOT/nol.zarr\")` opens a split with named dimensions; `noldo.open(ROOT, "
         "\"nol\")` also attaches `band`, `polarization`, `season` and `sample` coordinates.",
 
-        "### Group attributes\n\n" + _table(("attribute", "content"), (
+        "### Group attributes\n\n" + table(("attribute", "content"), (
             ("`schema_version`", f"store schema, currently {c.SCHEMA_VERSION}; readers refuse newer ones"),
             ("`title`, `description`, `split`", "what the split is"),
             ("`layout`", "samples, seasons, height, width and image arrays"),
@@ -121,17 +115,17 @@ def _sections() -> list[str]:
 
         "## Sentinel-2 L1C bands\n\n"
         "Collection `COPERNICUS/S2_HARMONIZED` (top-of-atmosphere reflectance × 10000, uint16, 0 = "
-        "nodata), all bands on the 10 m grid (20 m and 60 m bands resampled bilinearly).\n\n" + _table(
+        "nodata), all bands on the 10 m grid (20 m and 60 m bands resampled bilinearly).\n\n" + table(
             ("index", "band", "description", "wavelength (nm)", "native res. (m)", "mean", "std"),
             ((b.index, b.name, b.description, b.wavelength_nm, b.resolution_m, b.mean, b.std)
              for b in c.S2_BANDS)),
 
         "## Sentinel-1 GRD bands\n\n"
         "Collection `COPERNICUS/S1_GRD`, interferometric wide swath, σ⁰ in dB (float32, NaN = nodata).\n\n"
-        + _table(("index", "band", "description", "res. (m)", "mean", "std"),
+        + table(("index", "band", "description", "res. (m)", "mean", "std"),
                  ((b.index, b.name, b.description, b.resolution_m, b.mean, b.std) for b in c.S1_BANDS)),
 
-        "## Band subsets and normalisation\n\n" + _table(
+        "## Band subsets and normalisation\n\n" + table(
             ("subset", "S2 bands"),
             ((name, " ".join(c.S2_BANDS[i].name for i in idx)) for name, idx in c.BAND_SUBSETS.items())) +
         "\n\nThe original CromSS pipeline encodes every band as x = clip((v − (μ − 2σ)) / (4σ), 0, 1), "
@@ -142,21 +136,21 @@ def _sections() -> list[str]:
         f"Four acquisitions per `nol` location, in chronological order. Each location draws one day offset "
         f"d ∈ [0, {c.SEASON_MAX_OFFSET_DAYS}) and searches season t in [reference − d − "
         f"{c.SEASON_HALF_WINDOW_DAYS} d, reference − d + {c.SEASON_HALF_WINDOW_DAYS} d) "
-        "(the SSL4EO-S12 recipe), so the seasons stay about three months apart.\n\n" + _table(
+        "(the SSL4EO-S12 recipe), so the seasons stay about three months apart.\n\n" + table(
             ("index", "name", "reference date"), ((s.index, s.name, s.reference_date) for s in c.SEASONS)),
 
         "## Legends\n\n### Dynamic World (`dw`, `truth`)\n\n"
-        "Values 0–8 as the Dynamic World `label` band; 255 = nodata (cloud-masked, unlabelled).\n\n" + _table(
+        "Values 0–8 as the Dynamic World `label` band; 255 = nodata (cloud-masked, unlabelled).\n\n" + table(
             ("value", "class", "colour"), ((k.value, k.name, _swatch(k.colour)) for k in c.DW_CLASSES)) +
         "\n\n### OpenStreetMap land use (`osm`)\n\n"
         "13 osmlanduse classes (CORINE level 2); 0 = no OSM land use. OSM-derived arrays are under the "
-        "ODbL.\n\n" + _table(
+        "ODbL.\n\n" + table(
             ("value", "class", "colour", "→ Dynamic World"),
             ((k.value, k.name, _swatch(k.colour), dw_names[k.dw_value]) for k in c.OSM_CLASSES)) +
         "\n\n" + _osm_rules() +
         "\n\n### DFC2020\n\n"
         "Simplified IGBP classes mapped onto the 8 trainable Dynamic World classes (255 = ignored).\n\n"
-        + _table(("DFC value", "class", "colour", "→ Dynamic World"),
+        + table(("DFC value", "class", "colour", "→ Dynamic World"),
                  ((k.value, k.name, _swatch(k.colour), "ignored (255)" if k.dw_value is None
                    else f"{k.dw_value} {dw_names[k.dw_value]}") for k in c.DFC2020_CLASSES)),
 
@@ -169,7 +163,7 @@ def _sections() -> list[str]:
         f"corner = centre − size/2 pixels, rounded to the nearest multiple of {c.PIXEL_SIZE} m. Latitudes "
         "beyond ±84° are refused. Labels are never interpolated.",
 
-        "## Licences\n\n" + _table(
+        "## Licences\n\n" + table(
             ("key", "licence", "attribution"),
             ((k.key, f"[{k.name}]({k.url})", k.attribution) for k in c.LICENCES.values())) +
         "\n\nThe published NoLDO-S12 files are distributed under the terms of the "
@@ -220,7 +214,7 @@ def _osm_rules() -> str:
         "Geometries are repaired (`make_valid`) and reprojected to the sample's UTM grid, then burned with "
         "the pixel-centre rule (`all_touched=False`) in order of decreasing area, so small nested features "
         "(a pond in a park in a residential area) win; equal areas go to the higher-priority class.\n\n"
-        + _table(("priority", "class", "OSM tags"), ((rank + 1, f"{cls} {names[cls]}", ", ".join(by_class[cls]))
+        + table(("priority", "class", "OSM tags"), ((rank + 1, f"{cls} {names[cls]}", ", ".join(by_class[cls]))
                                                      for rank, cls in enumerate(c.OSM_PRIORITY)))
         + "\n\nQC against Dynamic World: `osm_coverage` is the labelled fraction; `osm_agreement` the share of "
         "pixels labelled in both whose OSM class maps to the DW class (every season counts). Both are stored in "
@@ -270,7 +264,7 @@ def _synthetic_section() -> str:
         "the table below (neighbouring pixels get the same wrong class), and cloud pixels (opacity > "
         f"{syn.CLOUD_ALPHA_MASKED}) set to 255. The measured disagreement with the truth is therefore "
         "higher than `--noise`; it is stored per season.\n\n"
-        + _table(("class", "patch σ (px)", "summer B4 / B8 / B11", "winter B4 / B8 / B11", "S1 VV / VH (dB)",
+        + table(("class", "patch σ (px)", "summer B4 / B8 / B11", "winter B4 / B8 / B11", "S1 VV / VH (dB)",
                   "mislabelled as"), rows)
     )
 

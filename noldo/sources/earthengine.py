@@ -150,7 +150,9 @@ def retryable(exc: BaseException) -> bool:
     if isinstance(exc, ee.EEException):
         status = _status(exc)
         return status in RETRY_STATUS if status is not None else any(m in str(exc) for m in RETRY_MESSAGES)
-    return isinstance(exc, (OSError, http.client.HTTPException, BadAnswer, ValueError))
+    if isinstance(exc, NoldoError):
+        return False
+    return isinstance(exc, (OSError, http.client.HTTPException, BadAnswer, ValueError))  # ValueError: torn NPY
 
 
 def call(kind: str, fn: Callable[[], T], settings: EESettings) -> T:
