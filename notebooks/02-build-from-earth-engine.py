@@ -31,7 +31,7 @@
 # `initialize` cell stops with a one-line message saying what to do.
 #
 # When `NOLDO_EE_URL` is set, every request goes to that endpoint instead of Google's: the tests
-# run this notebook against noldo's loopback Earth Engine server (`tests/fake_earthengine.py`),
+# run this notebook against noldo's loopback Earth Engine server (`noldo.testing.earthengine`),
 # which speaks the same REST protocol with simulated images.
 
 # %% tags=["parameters"]

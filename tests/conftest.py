@@ -9,7 +9,7 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="noldo-test-cache-")  # o
 
 import pytest
 
-from tests.write_example_store import write_example_store
+from tests.helpers import write_example_store
 
 
 @pytest.fixture

@@ -1,33 +1,20 @@
 """`noldo build`: the demo build, resume after SIGKILL, dask.distributed, argument checks."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
-import numpy as np
 import pandas as pd
 import pytest
-import zarr
 from click.testing import CliRunner
 
 from noldo.build import BuildSpec, build
 from noldo.cli import cli
 from noldo.errors import NoldoError
 from noldo.verify import verify
+from tests.helpers import assert_same_arrays, kill_noldo
 
 SMALL = {"region": "demo", "source": "synthetic", "samples": 70, "tile_size": 32}
-
-
-def assert_same_arrays(a, b):
-    ga, gb = zarr.open_group(a / "nol.zarr", mode="r"), zarr.open_group(b / "nol.zarr", mode="r")
-    names = sorted(n for n, _ in ga.arrays())
-    assert names == sorted(n for n, _ in gb.arrays())
-    for name in names:
-        np.testing.assert_array_equal(ga[name][:], gb[name][:], err_msg=name)
-    pd.testing.assert_frame_equal(pd.read_parquet(a / "nol.parquet"), pd.read_parquet(b / "nol.parquet"))
 
 
 def test_demo_build_cli(tmp_path):
@@ -93,20 +80,6 @@ def test_bad_scheduler_address(tmp_path, monkeypatch):
     monkeypatch.setattr("noldo.build.SCHEDULER_TIMEOUT", "1s")
     with pytest.raises(NoldoError, match="cannot connect to the dask scheduler"):
         build(BuildSpec(**SMALL), tmp_path, scheduler="tcp://127.0.0.1:9")
-
-
-def kill_noldo(args, until, env=None, timeout: float = 120) -> bool:
-    """Start `python -m noldo ARGS`, SIGKILL it as soon as ``until()`` holds; True if it was still running."""
-    child = subprocess.Popen([sys.executable, "-m", "noldo", *args], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + timeout
-    while child.poll() is None and not until() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    killed = child.poll() is None
-    if killed:
-        os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    return killed
 
 
 def test_sigkill_and_resume_gives_identical_arrays(tmp_path):

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from noldo.cli import cli
+from noldo.testing.hub import COMMIT, FakeHub
 from noldo.verify import verify
-from tests.fake_hub import COMMIT, FakeHub
+from tests.helpers import write_example_store
 from tests.published_layouts import nol_zip, tiles_zip
-from tests.write_example_store import write_example_store
 
 REPO = "vikki23/NoLDO-S12"
 WEIGHTS = [f"weights-cromss-{b}-{f}-epoch=199.ckpt" for b in ("13B", "9B") for f in ("midFusion", "lateFusion")]

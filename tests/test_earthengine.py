@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from noldo.cli import cli
 from noldo.grid import grid_from_affine
 from noldo.sources import earthengine
+from noldo.testing.earthengine import Catalogue, FakeEarthEngine, Faults, pixels
 from noldo.verify import verify
-from tests.fake_earthengine import Catalogue, FakeEarthEngine, Faults, pixels
 
 BBOX = "11.30,48.00,11.50,48.15"
 GOLDEN = Path(__file__).parent / "data" / "golden"

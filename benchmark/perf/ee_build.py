@@ -3,7 +3,7 @@
     python -m benchmark.perf.ee_build [--latency 0.2] [--concurrency 1,4,16,40] [--memory 100,1000,3000]
                                       [--full 32] [--json out.json]
 
-The loopback server (tests/fake_earthengine.py, the one the tests use) runs in its own process and
+The loopback server (noldo/testing/earthengine.py, the one the tests use) runs in its own process and
 answers every listImages and computePixels after ``--latency`` seconds. With small pixel payloads
 (64×64 tiles) the request rate measures scheduling, against the ideal concurrency ÷ latency. Then
 the byte-bound rate with full 264×264 tiles, and the peak memory (RSS) of whole `noldo build`
@@ -27,7 +27,7 @@ REGION = "10.0,47.5,12.0,48.5"  # room for over 3,000 samples 1.98 km apart
 
 
 def _serve(queue, latency: float, folder: str) -> None:
-    from tests.fake_earthengine import Catalogue, FakeEarthEngine
+    from noldo.testing.earthengine import Catalogue, FakeEarthEngine
 
     fake = FakeEarthEngine(Catalogue((10.0, 47.5, 12.0, 48.5), "2019-11-01", "2021-11-01", 32632), latency=latency)
     queue.put((fake.url, str(fake.service_account_key(Path(folder)))))

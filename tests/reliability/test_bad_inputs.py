@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import zarr
 
-from tests.write_example_store import write_example_store
+from tests.helpers import write_example_store
 
 REPO = Path(__file__).resolve().parents[2]
 

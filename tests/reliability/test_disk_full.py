@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from noldo.verify import verify
-from tests.test_build import assert_same_arrays
+from tests.helpers import assert_same_arrays
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = ["--region", "demo", "--source", "synthetic", "--samples", "70", "--tile-size", "48"]

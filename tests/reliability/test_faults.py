@@ -8,8 +8,8 @@ import zarr
 from click.testing import CliRunner
 
 from noldo.cli import cli
+from noldo.testing.earthengine import Catalogue, FakeEarthEngine, Faults
 from noldo.verify import verify
-from tests.fake_earthengine import Catalogue, FakeEarthEngine, Faults
 
 BBOX = "11.30,48.00,11.50,48.15"
 

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from noldo.testing.hub import FakeHub
 from noldo.verify import verify
-from tests.fake_hub import FakeHub
+from tests.helpers import assert_same_arrays, kill_noldo
 from tests.published_layouts import tiles_zip
-from tests.test_build import assert_same_arrays, kill_noldo
 
 pytestmark = pytest.mark.slow
 BUILD = ["build", "--region", "demo", "--source", "synthetic", "--samples", "150", "--tile-size", "96",

@@ -13,12 +13,13 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from noldo.testing.loopback import LoopbackServer, QuietHandler
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-class FakeHub:
+class FakeHub(LoopbackServer):
     """``with FakeHub({"repo": {"path": bytes}}) as hub: ... hub.url ...``."""
 
     def __init__(self, repos: dict[str, dict[str, bytes]], revisions: tuple[str, ...] = ("main", COMMIT),
@@ -29,35 +30,17 @@ class FakeHub:
         self.delay = 0.0  # seconds per 64 KiB block, to make a download slow enough to kill
         self.sending = 0  # responses whose body is being sent (a killed client's ends with a broken pipe)
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    def __enter__(self) -> FakeHub:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler())
 
     def _handler(self):
         hub = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args) -> None:
-                pass
-
             def _error(self, code: int, error_code: str, message: str) -> None:
-                body = json.dumps({"error": message}).encode()
-                self.send_response(code)
-                self.send_header("X-Error-Code", error_code)
-                self.send_header("X-Error-Message", message)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_body(code, json.dumps({"error": message}),
+                               headers={"X-Error-Code": error_code, "X-Error-Message": message})
 
             def _repo(self, repo: str, revision: str) -> dict[str, bytes] | None:
                 if repo not in hub.repos:
@@ -86,12 +69,7 @@ class FakeHub:
                             entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data),
                                             "pointerSize": 134}
                         answer.append(entry)
-                body = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_body(200, json.dumps(answer))
 
             def _resolve(self, head: bool) -> None:
                 path = urllib.parse.unquote(urllib.parse.urlparse(self.path).path)

@@ -5,6 +5,9 @@ OAuth token endpoint for service-account keys, ``listAssets`` from a small scene
 AIP-160 filters listImages sends) and ``computePixels`` by evaluating the expression graph on a
 deterministic pixel function. Faults (429, 500, dropped connections, slow answers, wrong shapes)
 can be injected at a given rate.
+
+    with FakeEarthEngine(Catalogue(bbox, "2019-11-01", "2021-11-01", 32632)) as fake:
+        key = fake.service_account_key(folder)  # then NOLDO_EE_URL=fake.url, NOLDO_EE_SERVICE_ACCOUNT_KEY=key
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ import ee
 import numpy as np
 from affine import Affine
 from shapely.geometry import box, shape
+
+from noldo.testing.loopback import LoopbackServer, QuietHandler
 
 EE_TESTS = Path(ee.__file__).parent / "tests"
 MAX_BYTES = 48 * 2**20
@@ -248,12 +252,7 @@ class Faults:
         return self.rng.choice(self.kinds) if self.rng.random() < self.rate else None
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 128  # a burst of 40 concurrent clients must not be refused
-    daemon_threads = True
-
-
-class FakeEarthEngine:
+class FakeEarthEngine(LoopbackServer):
     """The server: ``with FakeEarthEngine(catalogue) as fake: ... fake.url ...``."""
 
     def __init__(self, catalogue: Catalogue, faults: Faults | None = None, max_bytes: int = MAX_BYTES,
@@ -265,16 +264,7 @@ class FakeEarthEngine:
         self.tokens: set[str] = set()
         self._discovery = discovery_document()
         self._algorithms = (EE_TESTS / "algorithms.json").read_text()
-        self.server = _Server(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    def __enter__(self) -> FakeEarthEngine:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler())
 
     def service_account_key(self, directory: Path) -> Path:
         """A real service-account key file (fresh RSA key) whose ``token_uri`` is this server."""
@@ -294,20 +284,9 @@ class FakeEarthEngine:
     def _handler(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _send(self, code: int, body: bytes | str, ctype: str = "application/json") -> None:
-                body = body.encode() if isinstance(body, str) else body
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def _error(self, code: int, status: str, message: str) -> None:
-                self._send(code, json.dumps({"error": {"code": code, "message": message, "status": status}}))
+                self.send_body(code, json.dumps({"error": {"code": code, "message": message, "status": status}}))
 
             def _authorised(self) -> bool:
                 header = self.headers.get("Authorization", "")
@@ -344,7 +323,7 @@ class FakeEarthEngine:
             def _send_answer(self, body: bytes, ctype: str) -> None:
                 """Send an API answer, or its truncated version (headers promise the whole body)."""
                 if getattr(self, "answer_fault", None) != "truncate":
-                    return self._send(200, body, ctype)
+                    return self.send_body(200, body, ctype)
                 self.send_response(200)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
@@ -358,9 +337,9 @@ class FakeEarthEngine:
             def do_GET(self) -> None:
                 path, _, query = self.path.partition("?")
                 if path == "/$discovery/rest":
-                    return self._send(200, fake._discovery)
+                    return self.send_body(200, fake._discovery)
                 if path.endswith("/algorithms"):
-                    return self._send(200, fake._algorithms)
+                    return self.send_body(200, fake._algorithms)
                 if path.endswith(":listAssets"):
                     if not self._authorised() or self._fault("listImages"):
                         return None
@@ -386,7 +365,7 @@ class FakeEarthEngine:
                         return self._error(400, "invalid_grant", "bad assertion")
                     token = f"token-{os.urandom(4).hex()}"
                     fake.tokens.add(token)
-                    return self._send(200, json.dumps({"access_token": token, "expires_in": 3600,
+                    return self.send_body(200, json.dumps({"access_token": token, "expires_in": 3600,
                                                        "token_type": "Bearer"}))
                 if path.endswith("image:computePixels"):
                     if not self._authorised() or self._fault("computePixels"):

@@ -1,11 +1,17 @@
-"""Write a small store of random arrays through the store API: a fixture for tests."""
+"""Helpers shared by the tests: a small store of random arrays, array comparison, killing a noldo process."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import zarr
 
 from noldo.grid import sample_grid
 from noldo.store import Layout, SplitWriter, georef_arrays
@@ -39,3 +45,26 @@ def write_example_store(root: Path, samples: int = 70, seasons: int = 4, size: i
     writer.finalize()
     return data
 
+
+def assert_same_arrays(a: Path, b: Path) -> None:
+    """The `nol` split of two stores holds the same arrays and the same sample index."""
+    ga, gb = zarr.open_group(a / "nol.zarr", mode="r"), zarr.open_group(b / "nol.zarr", mode="r")
+    names = sorted(n for n, _ in ga.arrays())
+    assert names == sorted(n for n, _ in gb.arrays())
+    for name in names:
+        np.testing.assert_array_equal(ga[name][:], gb[name][:], err_msg=name)
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "nol.parquet"), pd.read_parquet(b / "nol.parquet"))
+
+
+def kill_noldo(args: list[str], until, env: dict[str, str] | None = None, timeout: float = 120) -> bool:
+    """Start `python -m noldo ARGS`, SIGKILL it as soon as ``until()`` holds; True if it was still running."""
+    child = subprocess.Popen([sys.executable, "-m", "noldo", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + timeout
+    while child.poll() is None and not until() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    killed = child.poll() is None
+    if killed:
+        os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    return killed
