@@ -1,14 +1,16 @@
-"""``noldo build``: candidate samples → source tasks (threads or dask) → unit cache → whole shards → store.
+"""``noldo build``: the one build engine — candidates → source tasks (threads or dask) → unit cache → shards.
 
-Work is idempotent. Finished (sample, array) units are cached in ``ROOT/.noldo/<split>/units/`` until
-their shard is written; rejections are logged; committed shards are never redone. Candidates are
-consumed in stream order, so re-running the same command after any interruption produces the
-same samples in the same order, byte for byte.
+A build either makes a new split from a region (:class:`NewSplit`) or adds a source's arrays to an
+existing split, for that split's own samples (:class:`ExtendedSplit`, ``--like ROOT/SPLIT``). Both
+run the same loop: plan and fetch each candidate, cache finished (sample, array) units in the
+build's state directory until their shard is written, log rejections, write whole shards,
+finalise the index and the manifest. Work is idempotent: committed shards are never redone and
+candidates are consumed in stream order, so re-running the same command after any interruption
+gives the same samples in the same order, byte for byte.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import shlex
@@ -16,7 +18,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,16 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from noldo.catalog import SHARD_SAMPLES, split_info
+from noldo.build_state import RejectionLog, StackedUnits, UnitCache
+from noldo.catalog import SHARD_SAMPLES, array_kind, split_info
 from noldo.errors import NoldoError
-from noldo.files import atomic_write_bytes, atomic_write_json
-from noldo.regions import MIN_SPACING_KM, Candidate, Region, candidates, capacity, parse_region
-from noldo.sources import Rejected, Source, counting, in_parallel, source_for
-from noldo.store import Layout, SplitWriter, georef_arrays, remove_split, stored_layout, work_path
+from noldo.files import atomic_write_json
+from noldo.location import RootLike, StoreLocation
+from noldo.manifest import known_hashes, write_manifest
+from noldo.regions import MIN_SPACING_KM, Candidate, capacity, parse_region
+from noldo.regions import candidates as region_candidates
+from noldo.sources import Rejected, Source, counting, in_parallel, make_source, source_for
+from noldo.store import Layout, Split, SplitWriter, check_split_name, georef_arrays, remove_split
 
 log = logging.getLogger(__name__)
 SCHEDULER_TIMEOUT = "10s"
@@ -39,37 +45,43 @@ _BYTES = ("bytes", "arrays_bytes")
 
 @dataclass(frozen=True)
 class BuildSpec:
-    """Everything that decides a build's content; equal specs give identical arrays."""
+    """Everything that decides a build's content; equal specs give identical arrays.
 
-    region: str
+    ``extend`` adds the source's arrays to the existing split ``split`` for its own samples (no
+    region); ``options`` are the source options given (validated by the source's contract),
+    ``runtime`` the ones that say how to fetch, not what (they may change when a build resumes).
+    """
+
+    region: str | None
     source: str
     split: str = "nol"
     samples: int = 64
     seed: int = 0
     tile_size: int = 264
-    options: dict[str, Any] = field(default_factory=dict)  # source options, e.g. {"noise": 0.2}
-    runtime: dict[str, Any] = field(default_factory=dict, compare=False)  # how to fetch, not what: EE endpoint
+    options: dict[str, Any] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(default_factory=dict, compare=False)
+    extend: bool = False
 
     @property
     def seasons(self) -> int:
+        """Seasons of a new split: those of the standard split of that name, else one."""
         info = split_info(self.split)
-        return info.seasons if info else (4 if self.split == "nol" else 1)
+        return info.seasons if info else 1
 
-    def source_spec(self) -> dict[str, Any]:
-        options = {**self.options, **self.runtime, "seed": self.seed, "seasons": self.seasons}
-        return {"name": self.source, "options": options}
-
-    def record(self, region: str) -> dict[str, Any]:
+    def record(self, region: str | None) -> dict[str, Any]:
         """What a later run must match to resume this build (the runtime settings may change)."""
         record = {**asdict(self), "region": region}
         del record["runtime"]
         return record
 
-    def command(self, root: Path) -> str:
+    def command(self, root: StoreLocation) -> str:
         """The `noldo build` command line that makes (or resumes) this build."""
-        args = ["noldo", "build", "--region", self.region, "--source", self.source, "--split", self.split,
-                "--out", str(root), "--samples", str(self.samples), "--seed", str(self.seed),
-                "--tile-size", str(self.tile_size)]
+        if self.extend:
+            args = ["noldo", "build", "--source", self.source, "--like", f"{root}/{self.split}"]
+        else:
+            args = ["noldo", "build", "--region", str(self.region), "--source", self.source, "--split", self.split,
+                    "--out", str(root), "--samples", str(self.samples), "--seed", str(self.seed),
+                    "--tile-size", str(self.tile_size)]
         for key, value in sorted({**self.options, **self.runtime}.items()):
             flag = f"--{key.replace('_', '-')}"
             if value is True:
@@ -89,108 +101,172 @@ class Outcome:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # "plan" and per-array provenance
     rejected: str | None = None
-    requests: Counter = field(default_factory=Counter)  # requests by kind, retries and bytes received
+    requests: Counter = field(default_factory=Counter)  # requests by name, retries and bytes received
     costs: dict[str, tuple[int, int]] = field(default_factory=dict)  # per array: (requests, bytes) to fetch it
 
 
+def qc_columns(source: str) -> tuple[str, str]:
+    """The index columns that flag a sample failing a source's quality checks in an extended split."""
+    return f"{source}_qc", f"{source}_qc_reason"
+
+
 def run_candidate(source_spec: Mapping[str, Any], candidate: Candidate, needed: tuple[str, ...],
-                  estimate: bool = False) -> Outcome:
+                  estimate: bool = False, keep: Layout | None = None) -> Outcome:
     """Plan one candidate and fetch the ``needed`` arrays (a build task; runs on threads or dask workers).
 
-    With ``estimate``, also record what fetching every array would cost (requests, bytes).
+    With ``estimate``, also record what fetching every array would cost (requests, bytes). With
+    ``keep`` (the layout of a split being extended) a sample is never rejected: a failed quality
+    check or a rejection becomes a flag in its index row, and a rejection gives nodata arrays.
     """
     source = source_for(source_spec)
     outcome = Outcome(candidate.index)
+    passed, reason = qc_columns(source.name)
     with counting() as requests:
         try:
             plan = source.plan(candidate)
-            outcome.meta["plan"] = plan.meta
+            if plan.qc_failure and keep is None:
+                raise Rejected(plan.qc_failure)
+            outcome.meta["plan"] = plan.meta if keep is None else {
+                **plan.meta, passed: plan.qc_failure is None, reason: plan.qc_failure}
             if estimate:
                 outcome.costs = {name: source.cost(candidate, plan, name) for name in source.arrays}
             calls = [partial(source.fetch, candidate, plan, name) for name in needed]
-            results = in_parallel(*calls) if getattr(source, "parallel_fetch", False) else [c() for c in calls]
+            results = in_parallel(*calls) if source.parallel_fetch else [call() for call in calls]
             for name, fetched in zip(needed, results, strict=True):
                 outcome.arrays[name], outcome.meta[name] = fetched.array, fetched.meta
         except Rejected as exc:
-            outcome.rejected, outcome.arrays = str(exc), {}
+            if keep is None:
+                outcome.rejected, outcome.arrays = str(exc), {}
+            else:
+                outcome.meta = {"plan": {passed: False, reason: str(exc)}}
+                outcome.arrays = {name: _nodata(keep, name) for name in needed}
     outcome.requests = requests
     return outcome
 
 
-class _UnitCache:
-    """Finished (sample, array) units of candidates whose shard is not written yet."""
-
-    def __init__(self, directory: Path, arrays: tuple[str, ...]) -> None:
-        self.dir, self.arrays = directory, arrays
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, index: int, name: str) -> Path:
-        return self.dir / f"{index:07d}.{name}.npz" if name != "plan" else self.dir / f"{index:07d}.plan.json"
-
-    def missing(self, index: int) -> tuple[str, ...]:
-        return tuple(a for a in self.arrays if not self._path(index, a).exists())
-
-    def complete(self, index: int) -> bool:
-        return not self.missing(index) and self._path(index, "plan").exists()
-
-    def save(self, outcome: Outcome) -> None:
-        for name, array in outcome.arrays.items():
-            buffer = io.BytesIO()
-            np.savez(buffer, array=array, meta=np.array(json.dumps(outcome.meta.get(name, {}))))
-            atomic_write_bytes(self._path(outcome.index, name), buffer.getvalue())
-        atomic_write_json(self._path(outcome.index, "plan"), outcome.meta["plan"])
-
-    def load(self, index: int, name: str) -> tuple[np.ndarray, dict[str, Any]]:
-        with np.load(self._path(index, name)) as f:
-            return f["array"], json.loads(str(f["meta"]))
-
-    def meta(self, index: int) -> dict[str, Any]:
-        meta = json.loads(self._path(index, "plan").read_text())
-        for name in self.arrays:
-            meta |= self.load(index, name)[1]
-        return meta
-
-    def drop(self, index: int) -> None:
-        for name in (*self.arrays, "plan"):
-            self._path(index, name).unlink(missing_ok=True)
+def _nodata(layout: Layout, name: str) -> np.ndarray:
+    kind = array_kind(name)
+    return np.full(layout.shape(name, 1)[1:], kind.nodata, dtype=kind.dtype)
 
 
-class _ShardArrays(Mapping):
-    """The arrays of one shard, stacked from the unit cache one array at a time (bounded memory)."""
+# --- the two kinds of build ----------------------------------------------------------------------
+class NewSplit:
+    """A new split: candidates drawn from a region, rejected candidates skipped."""
 
-    def __init__(self, cache: _UnitCache, shard: list[Candidate]) -> None:
-        self.cache, self.shard = cache, shard
-        self.georef = georef_arrays([c.grid for c in shard])
+    extending = False
 
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name in self.georef:
-            return self.georef[name]
-        return np.stack([self.cache.load(c.index, name)[0] for c in self.shard])
+    def __init__(self, spec: BuildSpec, location: StoreLocation) -> None:
+        self.spec, self.location = spec, location
+        self.region = parse_region(spec.region)
+        if spec.samples > (room := capacity(self.region)):
+            raise NoldoError(f"region {spec.region!r} holds about {room} samples {MIN_SPACING_KM} km apart "
+                             f"({self.region.area_km2():.0f} km²); ask for fewer with --samples or use a larger "
+                             "region")
+        self.state = location.state_dir(check_split_name(spec.split))
+        self.seasons = spec.seasons
 
-    def __iter__(self) -> Iterator[str]:
-        return iter((*self.cache.arrays, *self.georef))
+    def candidates(self, source: Source, needs_data: Callable[[int], bool]) -> Iterator[Candidate]:
+        for candidate in region_candidates(self.region, self.spec.seed, self.spec.tile_size):
+            yield replace(candidate, grid=source.grid(candidate))
 
-    def __len__(self) -> int:
-        return len(self.cache.arrays) + len(self.georef)
+    def open(self, source: Source, overwrite: bool) -> SplitWriter:
+        """Check the recorded build, then create or reopen the split."""
+        record = self.spec.record(self.region.spec)
+        previous = _previous_record(self.state, record, self.location, self.spec.split, overwrite)
+        if overwrite:
+            remove_split(self.location, self.spec.split)
+            previous = None
+        layout = Split.open(self.location, self.spec.split).layout if previous is not None else None
+        height, width = self.region.tile_shape or (self.spec.tile_size, self.spec.tile_size)
+        layout = layout or Layout(self.spec.samples, self.seasons, height, width, source.arrays)
+        provenance = {"source": self.spec.source, "command": self.spec.command(self.location),
+                      "region": self.region.spec, "seed": self.spec.seed, "source_options": self.spec.options}
+        writer = SplitWriter(self.location, self.spec.split, layout, provenance)
+        atomic_write_json(self.state / "build.json", record)
+        return writer
+
+    @staticmethod
+    def committed(writer: SplitWriter, shards: list[int]) -> set[int]:
+        return {i for k in shards for i in writer.marker(k)["candidates"]}
+
+    def write(self, writer: SplitWriter, cache: UnitCache, shard: int, members: list[Candidate]) -> None:
+        split = self.spec.split
+        rows = [{"sample": c.sample_id(split), "candidate": c.index, "lon": c.lon, "lat": c.lat,
+                 "epsg": c.grid.epsg, **cache.meta(c.index)} for c in members]
+        arrays = StackedUnits(cache, [c.index for c in members], georef_arrays([c.grid for c in members]))
+        writer.write_shard(shard, arrays, pd.DataFrame(rows), extra={"candidates": [c.index for c in members]})
 
 
-class _RejectionLog:
-    """Append-only log of rejected candidates (``rejected.jsonl``); a torn last line is ignored."""
+class ExtendedSplit:
+    """An existing split that gets a source's arrays, for its own samples: every sample keeps its place."""
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.reasons = path, {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                    self.reasons[entry["candidate"]] = entry["reason"]
-                except (ValueError, KeyError, TypeError):
-                    continue
+    extending = True
 
-    def add(self, candidate: Candidate, sample: str, reason: str) -> None:
-        self.reasons[candidate.index] = reason
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"candidate": candidate.index, "sample": sample, "reason": reason}) + "\n")
+    def __init__(self, spec: BuildSpec, location: StoreLocation) -> None:
+        self.spec, self.location = spec, location
+        self.split = Split.open(location, spec.split)
+        self.ids = self.split.ids()
+        self.seasons = self.split.layout.seasons
+        self.state = location.state_dir(spec.split, f"add-{spec.source}")
+
+    def candidates(self, source: Source, needs_data: Callable[[int], bool]) -> Iterator[Candidate]:
+        """The split's samples on their stored grids, with the arrays the source reads."""
+        group, layout = self.split.group(), self.split.layout
+        lon, lat = group["center_lon"][:], group["center_lat"][:]
+        index = self.split.index()
+        offsets = index["day_offset"].to_numpy() if "day_offset" in index else np.zeros(len(index), int)
+        reads = [name for name in source.reads if name in layout.arrays]
+        prefix = f"{self.spec.split}-"
+        for start in range(0, layout.samples, SHARD_SAMPLES):
+            grids = self.split.grids(start, min(start + SHARD_SAMPLES, layout.samples))
+            for i, grid in enumerate(grids, start):
+                given = {name: group[name][i] for name in reads} if needs_data(i) else {}
+                yield Candidate(i, self.ids[i].removeprefix(prefix), float(lon[i]), float(lat[i]), grid,
+                                int(offsets[i]), given=given)  # stored grids: a sample keeps its pixels
+
+    def open(self, source: Source, overwrite: bool) -> SplitWriter:
+        if overwrite:
+            raise NoldoError(f"--overwrite does not apply with --like: the {self.spec.split} split keeps its "
+                             "samples; remove the state directory " f"{self.state} and rebuild the split to "
+                             f"replace its {'/'.join(source.arrays)} arrays")
+        record = self.spec.record(None)
+        _previous_record(self.state, record, self.location, self.spec.split, overwrite)
+        writer = SplitWriter(self.location, self.spec.split, self.split.layout, {})
+        writer.add_arrays(source.arrays, {f"{source.name}_command": self.spec.command(self.location)},
+                          known_hashes(self.location))
+        atomic_write_json(self.state / "build.json", record)
+        return writer
+
+    @staticmethod
+    def committed(writer: SplitWriter, shards: list[int]) -> set[int]:
+        return {i for k in shards for i in range(*writer.layout.shard_range(k))}
+
+    def write(self, writer: SplitWriter, cache: UnitCache, shard: int, members: list[Candidate]) -> None:
+        rows = [{"sample": self.ids[c.index], **cache.meta(c.index)} for c in members]
+        writer.write_shard(shard, StackedUnits(cache, [c.index for c in members], {}), pd.DataFrame(rows))
+
+
+def _previous_record(state: Path, record: dict[str, Any], location: StoreLocation, split: str,
+                     overwrite: bool) -> dict[str, Any] | None:
+    """The record of the build that made this state, refusing one made with other arguments."""
+    path = state / "build.json"
+    previous = json.loads(path.read_text()) if path.exists() else None
+    if previous is not None and previous != record and not overwrite:
+        changed = ", ".join(k for k in record if previous.get(k) != record[k])
+        raise NoldoError(f"{location} holds a {split} build with different arguments ({changed}); "
+                         "re-run the original command to resume it, or pass --overwrite to replace it")
+    return previous
+
+
+def _prepare(spec: BuildSpec, location: StoreLocation) -> tuple[NewSplit | ExtendedSplit, Source, dict[str, Any]]:
+    """Check a build's arguments; returns its target, source and the source spec its tasks receive."""
+    target = ExtendedSplit(spec, location) if spec.extend else NewSplit(spec, location)
+    options = {**spec.options, **spec.runtime}
+    source_spec = {"name": spec.source, "options": options, "seed": spec.seed, "seasons": target.seasons,
+                   "extending": target.extending}
+    source = make_source(spec.source, options, spec.seed, target.seasons, target.extending)
+    source.check()
+    return target, source, source_spec
 
 
 def _executor(workers: int, scheduler: str | None) -> tuple[Callable[..., Any], int, Callable[[], None]]:
@@ -206,20 +282,6 @@ def _executor(workers: int, scheduler: str | None) -> tuple[Callable[..., Any], 
         return (lambda fn, *args: client.submit(fn, *args, pure=False)), slots, client.close
     pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="noldo-build")
     return pool.submit, max(1, workers), lambda: pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _prepare(spec: BuildSpec) -> tuple[Region, Source]:
-    """Check a build's arguments; returns its region and source."""
-    region = parse_region(spec.region)
-    if spec.samples > (room := capacity(region)):
-        raise NoldoError(f"region {spec.region!r} holds about {room} samples {MIN_SPACING_KM} km apart "
-                         f"({region.area_km2():.0f} km²); ask for fewer with --samples or use a larger region")
-    try:
-        source = source_for(spec.source_spec())
-    except (TypeError, ValueError) as exc:
-        raise NoldoError(f"invalid options for the {spec.source} source: {exc}") from None
-    source.check()
-    return region, source
 
 
 def _lookahead(stream: Iterator[Candidate], submit: Callable[[Candidate], Any], slots: int,
@@ -242,17 +304,19 @@ def _lookahead(stream: Iterator[Candidate], submit: Callable[[Candidate], Any], 
     yield from pending
 
 
-def plan_build(spec: BuildSpec, *, workers: int | None = None, scheduler: str | None = None,
-               progress: bool = False) -> dict[str, Any]:
+def plan_build(spec: BuildSpec, root: RootLike | None = None, *, workers: int | None = None,
+               scheduler: str | None = None, progress: bool = False) -> dict[str, Any]:
     """``--dry-run``: search scenes until enough samples are accepted; report them and the pixel requests and
-    bytes a build would fetch. Fetches no pixels and writes nothing."""
+    bytes a build would fetch. Fetches no pixels and writes nothing (``root`` only names the split to
+    extend)."""
     started = time.monotonic()
-    region, source = _prepare(spec)
-    submit, slots, shutdown = _executor(workers or getattr(source, "parallelism", 2), scheduler)
-    source_spec = spec.source_spec()
-    stream = _lookahead(candidates(region, spec.seed, spec.tile_size),
-                        lambda c: submit(run_candidate, source_spec, c, (), True), slots, lambda c: False,
-                        lambda: spec.samples - len(samples))
+    target, source, source_spec = _prepare(spec, StoreLocation.of(root or "."))
+    keep = target.split.layout if target.extending else None
+    wanted_samples = keep.samples if keep else spec.samples
+    submit, slots, shutdown = _executor(workers or source.parallelism, scheduler)
+    stream = _lookahead(target.candidates(source, lambda i: True),
+                        lambda c: submit(run_candidate, source_spec, c, (), True, keep), slots, lambda c: False,
+                        lambda: wanted_samples - len(samples))
     samples, reasons, made, planned = [], Counter(), Counter(), Counter()
     try:
         for candidate, future in tqdm(stream, desc="plan", unit="candidate", disable=not progress):
@@ -264,68 +328,49 @@ def plan_build(spec: BuildSpec, *, workers: int | None = None, scheduler: str | 
             samples.append({"sample": candidate.sample_id(spec.split), "lon": round(candidate.lon, 6),
                             "lat": round(candidate.lat, 6), "epsg": candidate.grid.epsg, **outcome.meta["plan"]})
             for name, (requests, size) in outcome.costs.items():
-                planned["computePixels"] += requests
+                planned["requests"] += requests
                 planned[f"{name}_bytes"] += size
-            if len(samples) == spec.samples:
+            if len(samples) == wanted_samples:
                 break
     finally:
         stream.close()
         shutdown()
-    pixel_bytes = sum(v for k, v in planned.items() if k.endswith("_bytes"))
+    by_array = {k.removesuffix("_bytes"): v for k, v in planned.items() if k.endswith("_bytes")}
     return {"dry_run": True, "split": spec.split, "source": spec.source, "samples": len(samples),
-            "requested": spec.samples, "rejected": {"total": sum(reasons.values()), "reasons": dict(reasons)},
+            "requested": wanted_samples, "rejected": {"total": sum(reasons.values()), "reasons": dict(reasons)},
             "search_requests": dict(made - Counter({"bytes": made["bytes"]})),
-            "pixel_requests": planned["computePixels"], "pixel_bytes": pixel_bytes,
-            "bytes_by_array": {k[:-6]: v for k, v in planned.items() if k.endswith("_bytes")},
-            "seconds": round(time.monotonic() - started, 2), "sample_list": samples}
+            "pixel_requests": planned["requests"], "pixel_bytes": sum(by_array.values()),
+            "bytes_by_array": by_array, "seconds": round(time.monotonic() - started, 2), "sample_list": samples}
 
 
-def build(spec: BuildSpec, root: Path, *, workers: int | None = None, scheduler: str | None = None,
+def build(spec: BuildSpec, root: RootLike, *, workers: int | None = None, scheduler: str | None = None,
           overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Build (or resume) one split of a store; returns the JSON-ready summary.
+    """Build (or resume) one split of a store, or add a source's arrays to one; returns the JSON-ready summary.
 
     Example:
-        >>> build(BuildSpec("demo", "synthetic", samples=64), Path("demo-data"))  # doctest: +SKIP
+        >>> build(BuildSpec("demo", "synthetic", samples=64), "demo-data")  # doctest: +SKIP
     """
     started = time.monotonic()
-    root = Path(root)
-    region, source = _prepare(spec)
-    state = work_path(root, spec.split)
-    record = spec.record(region.spec)
-    previous = json.loads((state / "build.json").read_text()) if (state / "build.json").exists() else None
-    if previous is not None and previous != record and not overwrite:
-        changed = ", ".join(k for k in record if previous.get(k) != record[k])
-        raise NoldoError(f"{root} holds a {spec.split} build with different arguments ({changed}); "
-                         "re-run the original command to resume it, or pass --overwrite to replace it")
-    if overwrite:
-        remove_split(root, spec.split)
-        previous = None
-    layout = stored_layout(root, spec.split) if previous is not None else None
-    height, width = region.tile_shape or (spec.tile_size, spec.tile_size)
-    layout = layout or Layout(spec.samples, spec.seasons, height, width, source.arrays)
-    provenance = {"source": spec.source, "command": spec.command(root), "region": region.spec, "seed": spec.seed,
-                  "source_options": spec.options}
-    writer = SplitWriter(root, spec.split, layout, provenance)
-    atomic_write_json(state / "build.json", record)
-    cache = _UnitCache(state / "units", source.arrays)
-    rejections = _RejectionLog(state / "rejected.jsonl")
-    done = {k: writer.marker(k)["candidates"] for k in range(layout.shards) if writer.shard_done(k)}
-    committed = {i for members in done.values() for i in members}
+    location = StoreLocation.of(root)
+    target, source, source_spec = _prepare(spec, location)
+    writer = target.open(source, overwrite)
+    layout = writer.layout
+    keep = layout if target.extending else None
+    cache = UnitCache(target.state / "units", source.arrays)
+    rejections = RejectionLog(target.state / "rejected.jsonl")
+    done = [k for k in range(layout.shards) if writer.shard_done(k)]
+    committed = target.committed(writer, done)
 
-    submit, slots, shutdown = _executor(workers or getattr(source, "parallelism", 2), scheduler)
-    source_spec = spec.source_spec()
-    stats = Counter()
-    new_rejections: Counter = Counter()
-
-    def known(candidate: Candidate) -> bool:
-        index = candidate.index
+    def known(index: int) -> bool:
         return index in committed or index in rejections.reasons or cache.complete(index)
 
+    submit, slots, shutdown = _executor(workers or source.parallelism, scheduler)
+    stats, new_rejections = Counter(), Counter()
     bar = tqdm(total=layout.samples, unit="sample", desc=f"build {spec.split}", disable=not progress)
-    stream = _lookahead(candidates(region, spec.seed, spec.tile_size),
-                        lambda c: submit(run_candidate, source_spec, c, cache.missing(c.index)), slots, known,
-                        lambda: layout.samples - accepted)
-    accepted, fetched, buffer = 0, 0, []
+    stream = _lookahead(target.candidates(source, lambda i: not known(i)),
+                        lambda c: submit(run_candidate, source_spec, c, cache.missing(c.index), False, keep), slots,
+                        lambda c: known(c.index), lambda: layout.samples - accepted)
+    accepted, fetched, written, buffer = 0, 0, 0, []
     try:
         for candidate, future in stream:
             if future is not None:
@@ -333,10 +378,10 @@ def build(spec: BuildSpec, root: Path, *, workers: int | None = None, scheduler:
                 stats.update(outcome.requests)
                 stats["arrays_bytes"] += sum(a.nbytes for a in outcome.arrays.values())
                 if outcome.rejected:
-                    rejections.add(candidate, candidate.sample_id(spec.split), outcome.rejected)
+                    rejections.add(candidate.index, candidate.sample_id(spec.split), outcome.rejected)
                     new_rejections[outcome.rejected.split(":")[0]] += 1
                 else:
-                    cache.save(outcome)
+                    cache.save(outcome.index, outcome.arrays, outcome.meta)
                     fetched += 1
             if candidate.index in rejections.reasons:
                 bar.set_postfix(rejected=len(rejections.reasons), refresh=False)
@@ -347,8 +392,8 @@ def build(spec: BuildSpec, root: Path, *, workers: int | None = None, scheduler:
             if shard not in done:
                 buffer.append(candidate)
                 if position + 1 == layout.shard_range(shard)[1]:
-                    _write_shard(writer, cache, spec.split, shard, buffer)
-                    buffer = []
+                    _write(target, writer, cache, shard, buffer)
+                    written, buffer = written + 1, []
             if accepted == layout.samples:
                 break
         else:  # the region ran out of candidates before enough were accepted
@@ -356,7 +401,8 @@ def build(spec: BuildSpec, root: Path, *, workers: int | None = None, scheduler:
                 log.warning("region exhausted: %d of %d samples accepted", accepted, layout.samples)
                 writer.resize(accepted)
                 if buffer:
-                    _write_shard(writer, cache, spec.split, accepted // SHARD_SAMPLES, buffer)
+                    _write(target, writer, cache, accepted // SHARD_SAMPLES, buffer)
+                    written += 1
     finally:
         stream.close()
         bar.close()
@@ -364,25 +410,28 @@ def build(spec: BuildSpec, root: Path, *, workers: int | None = None, scheduler:
     if accepted == 0:
         raise NoldoError(f"no candidate in region {spec.region!r} was accepted; rejections: "
                          f"{dict(Counter(r.split(':')[0] for r in rejections.reasons.values()))}")
-    manifest = writer.finalize()
+    manifest = write_manifest(location, known_hashes=writer.finalize())
     reasons = Counter(r.split(":")[0] for r in rejections.reasons.values())
+    flagged = 0
+    if target.extending:
+        flagged = int((~Split.open(location, spec.split).index([qc_columns(source.name)[0]]).iloc[:, 0]).sum())
     return {
-        "root": str(root), "split": spec.split, "source": spec.source, "samples": accepted,
-        "requested": spec.samples, "exhausted": accepted < spec.samples,
+        "root": str(location), "split": spec.split, "source": spec.source, "samples": accepted,
+        "requested": layout.samples if target.extending else spec.samples,
+        "exhausted": not target.extending and accepted < spec.samples,
         "rejected": {"total": sum(reasons.values()), "reasons": dict(reasons),
                      "this_run": sum(new_rejections.values())},
-        "resumed_shards": len(done), "requests": {k: v for k, v in sorted(stats.items()) if k not in _BYTES},
-        "requests_per_sample": round((stats["listImages"] + stats["computePixels"]) / max(1, fetched), 2),
+        "qc_flagged": flagged, "resumed_shards": len(done), "shards_written": written, "fetched": fetched,
+        "requests": {k: v for k, v in sorted(stats.items()) if k not in _BYTES},
+        "requests_per_sample": round(sum(stats[name] for name in source.requests) / max(1, fetched), 2),
         "bytes": stats["arrays_bytes"], "bytes_received": stats["bytes"],
         "stored_bytes": manifest["total_bytes"], "seconds": round(time.monotonic() - started, 2),
     }
 
 
-def _write_shard(writer: SplitWriter, cache: _UnitCache, split: str, shard: int, members: list[Candidate]) -> None:
-    rows = [{"sample": c.sample_id(split), "candidate": c.index, "lon": c.lon, "lat": c.lat, "epsg": c.grid.epsg,
-             **cache.meta(c.index)} for c in members]
-    writer.write_shard(shard, _ShardArrays(cache, members), pd.DataFrame(rows),
-                       extra={"candidates": [c.index for c in members]})
+def _write(target: NewSplit | ExtendedSplit, writer: SplitWriter, cache: UnitCache, shard: int,
+           members: list[Candidate]) -> None:
+    """Write one shard from the unit cache, then forget its units."""
+    target.write(writer, cache, shard, members)
     for c in members:
         cache.drop(c.index)
-

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import time
 import zipfile
@@ -33,8 +34,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from noldo import catalog
+from noldo.download import STATE, Downloader, RemoteFile
+from noldo.encodings import DFC_TO_DW, EXPERT_DW, OSM_ORDERS
 from noldo.errors import NoldoError
-from noldo.store import Layout, SplitWriter
+from noldo.grid import grid_from_affine
+from noldo.location import RootLike, StoreLocation
+from noldo.manifest import write_manifest
+from noldo.store import Layout, SplitWriter, georef_arrays
 
 _TILE = re.compile(r"^(?:(?P<prefix>.*)/)?(?P<split>[^/]+)/(?P<folder>image_s1|image_s2|label_dw|label_osm)/"
                    r"(?P<kind>s1|s2|dw|osm)_(?P<name>.+)\.tif$")
@@ -163,20 +169,6 @@ def plans_for(source: Source) -> list[Plan]:
     return [shaped for plan in plans for shaped in _by_shape(source, plan)]
 
 
-def _lookup(values: dict[int, int]) -> np.ndarray:
-    lut = np.full(256, 255, dtype="uint8")
-    for raw, ours in values.items():
-        lut[raw] = ours
-    return lut
-
-
-#: Original encodings → ours (noldo-data.md §6).
-EXPERT_DW = _lookup({v: v - 1 for v in range(1, 10)})
-DFC_TO_DW = _lookup({c.value: c.dw_value for c in catalog.DFC2020_CLASSES if c.dw_value is not None})
-OSM_ORDERS = {"noldo": _lookup({v: v for v in range(14)}),
-              "readme": _lookup({0: 0, **{i + 1: ours for i, ours in enumerate(catalog.OSM_README_ORDER)}})}
-
-
 def _encode(array: str, kind: str, data: np.ndarray, osm_order: str) -> np.ndarray:
     if array == "s2":
         return np.clip(data, 0, 65535).astype("uint16")
@@ -221,12 +213,10 @@ def _fill(layout: Layout, array: str, n: int) -> np.ndarray:
     return np.full(layout.shape(array, n), kind.nodata, dtype=kind.dtype)
 
 
-def convert(path: Path, root: Path, osm_order: str = "noldo", progress: bool = False) -> dict[str, Any]:
+def convert(path: Path, root: RootLike, osm_order: str = "noldo", progress: bool = False) -> dict[str, Any]:
     """Convert a source zip or folder into splits of the store at ``root``; resumes; returns a summary."""
-    from noldo.grid import grid_from_affine
-    from noldo.store import georef_arrays
-
     started = time.monotonic()
+    root = StoreLocation.of(root)
     path = Path(path)
     if not path.exists():
         raise NoldoError(f"{path} does not exist")
@@ -254,7 +244,7 @@ def convert(path: Path, root: Path, osm_order: str = "noldo", progress: bool = F
                 rows.append({"sample": f"{plan.split}-{item.key}", "epsg": epsg, **item.meta,
                              "missing": ",".join(a for a in plan.arrays if a not in item.files) or None})
             writer.write_shard(shard, {**columns, **georef_arrays(grids)}, pd.DataFrame(rows))
-        writer.finalize()
+        write_manifest(root, known_hashes=writer.finalize())
         written[plan.split] = len(plan.items)
     return {"source": str(path), "root": str(root), "splits": written,
             "seconds": round(time.monotonic() - started, 2)}
@@ -262,10 +252,6 @@ def convert(path: Path, root: Path, osm_order: str = "noldo", progress: bool = F
 
 def _check_download(path: Path) -> None:
     """If ``path`` came from ``noldo download``, check it against the sha256 recorded from the hub."""
-    import json
-
-    from noldo.download import STATE, Downloader, RemoteFile
-
     for listing in sorted((path.parent / STATE).glob("published-*.json")):
         for entry in json.loads(listing.read_text()):
             file = RemoteFile(**entry)
@@ -273,5 +259,5 @@ def _check_download(path: Path) -> None:
                 downloader = Downloader(path.parent, catalog.HF_REPO, listing.stem.split("-", 1)[1])
                 if not downloader.is_verified(file):
                     raise NoldoError(f"{path} does not match the sha256 the hub lists for it; repair: noldo "
-                                     f"download --root {path.parent}")
+                                     f"download --out {path.parent}")
                 return

@@ -5,7 +5,7 @@ release's ``manifest.json``, never from us. Files are fetched with HTTP range re
 ``<name>.part`` (so a killed download resumes where it stopped, across runs), hashed while they
 stream, and renamed to their final name only once size and sha256 match. A mismatch is fetched
 again once, then reported. ``HF_ENDPOINT`` selects a mirror; ``HF_HUB_OFFLINE=1`` uses what is
-already in ``--root``.
+already in ``--out``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from noldo.catalog import HF_REPO, HF_REVISION, PUBLISHED_FILES
 from noldo.errors import NoldoError
-from noldo.files import atomic_write_json, sha256_file
+from noldo.files import atomic_write_json, hash_file, sha256_file
+from noldo.location import RootLike, StoreLocation
 
 log = logging.getLogger(__name__)
 STATE = ".noldo-download"
@@ -176,11 +177,7 @@ class Downloader:
             part.unlink()
             have = 0
         if have:
-            with open(part, "rb") as f:
-                while block := f.read(CHUNK):
-                    digest.update(block)
-            if bar is not None:
-                bar.update(have)
+            hash_file(part, digest, bar.update if bar is not None else None)
         for attempt in range(ATTEMPTS):
             if have == file.size:
                 break
@@ -232,14 +229,14 @@ class _Both:
             bar.update(n)
 
 
-def download(what: Sequence[str], root: Path, revision: str = HF_REVISION, repo: str = HF_REPO,
+def download(what: Sequence[str], root: RootLike, revision: str = HF_REVISION, repo: str = HF_REPO,
              release: str | None = None, splits: Sequence[str] | None = None, dry_run: bool = False,
              progress: bool = False) -> dict[str, Any]:
     """Fetch published files (``what``) or a noldo release (``release``) into ``root``; returns a summary."""
-    root = Path(root)
+    root = StoreLocation.of(root).path  # downloads are local files (resumed .part files)
     if root.exists() and not root.is_dir():
-        raise NoldoError(f"--root {root} exists and is not a directory")
-    args = ["noldo", "download", "--root", str(root), "--revision", revision]
+        raise NoldoError(f"--out {root} exists and is not a directory")
+    args = ["noldo", "download", "--out", str(root), "--revision", revision]
     args += ["--release", release] if release else [a for w in what for a in ("--what", w)]
     downloader = Downloader(root, release or repo, revision, progress, repair=shlex.join(args))
     name = "release" if release else "published"

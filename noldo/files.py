@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,23 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def sha256_file(path: Path, progress=None) -> str:
-    """Hex sha256 of a file, read in blocks; ``progress(n)`` is called with each block's size."""
-    digest = hashlib.sha256()
+def hash_file(path: Path, digest: Any = None, progress: Callable[[int], Any] | None = None) -> Any:
+    """Feed a file to a hashlib ``digest`` (a new sha256 by default) in blocks; returns the digest.
+
+    ``progress(n)`` is called with each block's size.
+    """
+    digest = hashlib.sha256() if digest is None else digest
     with open(path, "rb") as f:
         while block := f.read(_HASH_BLOCK):
             digest.update(block)
             if progress is not None:
                 progress(len(block))
-    return digest.hexdigest()
+    return digest
+
+
+def sha256_file(path: Path, progress: Callable[[int], Any] | None = None) -> str:
+    """Hex sha256 of a file."""
+    return hash_file(path, progress=progress).hexdigest()
 
 
 def remove_partials(directory: Path) -> int:

@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from noldo import __version__
+from noldo._version import __version__
 from noldo.catalog import SHARD_SAMPLES
 from noldo.errors import NoldoError
-from noldo.files import PARTIAL_SUFFIX, atomic_write_json, sha256_file
+from noldo.files import PARTIAL_SUFFIX
+from noldo.location import RootLike, StoreLocation
+from noldo.store import describe
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 _SHARD = re.compile(r"^(?P<split>[^/]+)\.zarr/(?P<array>[^/]+)/c/(?P<shard>\d+)(/0)*$")
 
 
-def store_files(root: Path) -> Iterator[Path]:
-    """Every published file of a store: not the manifest, build or download state (``.noldo*``), nor leftovers
-    of interrupted writes."""
-    for path in sorted(Path(root).rglob("*")):
-        rel = path.relative_to(root)
-        if (path.is_file() and not rel.parts[0].startswith(".noldo") and rel.as_posix() != MANIFEST
-                and not path.name.endswith(PARTIAL_SUFFIX) and not rel.parts[0].endswith(".creating")):
-            yield path
+def store_files(root: RootLike) -> Iterator[str]:
+    """Every published file of a store (paths below ROOT): not the manifest, build or download state
+    (``.noldo*``), nor leftovers of interrupted writes."""
+    for rel in StoreLocation.of(root).files():
+        top = rel.split("/", 1)[0]
+        if (not top.startswith(".noldo") and rel != MANIFEST and not rel.endswith(PARTIAL_SUFFIX)
+                and not top.endswith(".creating")):
+            yield rel
 
 
 def describe_file(rel: str, samples: Mapping[str, int]) -> dict[str, Any]:
@@ -43,20 +43,17 @@ def describe_file(rel: str, samples: Mapping[str, int]) -> dict[str, Any]:
     return {"split": split, "group": f"{split}.zarr", "array": "meta"}
 
 
-def build_manifest(root: Path, known_hashes: Mapping[str, list] | None = None) -> dict[str, Any]:
+def build_manifest(root: RootLike, known_hashes: Mapping[str, list] | None = None) -> dict[str, Any]:
     """Hash every store file (reusing ``known_hashes[rel] = [size, sha256]`` when the size matches)."""
-    from noldo.store import describe
-
-    root = Path(root)
-    summary = describe(root)["splits"]
+    location = StoreLocation.of(root)
+    summary = describe(location)["splits"]
     samples = {name: s["samples"] for name, s in summary.items()}
     known = known_hashes or {}
     files = []
-    for path in store_files(root):
-        rel = path.relative_to(root).as_posix()
-        size = path.stat().st_size
+    for rel in store_files(location):
+        size = location.size(rel)
         cached = known.get(rel)
-        digest = cached[1] if cached and cached[0] == size else sha256_file(path)
+        digest = cached[1] if cached and cached[0] == size else location.sha256(rel)
         files.append({"path": rel, "bytes": size, "sha256": digest, **describe_file(rel, samples)})
     splits = {name: {**{k: s[k] for k in ("samples", "seasons", "height", "width", "source")},
                      "arrays": sorted(s["arrays"])} for name, s in summary.items()}
@@ -71,23 +68,30 @@ def build_manifest(root: Path, known_hashes: Mapping[str, list] | None = None) -
     }
 
 
-def write_manifest(root: Path, known_hashes: Mapping[str, list] | None = None) -> dict[str, Any]:
+def write_manifest(root: RootLike, known_hashes: Mapping[str, list] | None = None) -> dict[str, Any]:
     """Build and atomically write ``ROOT/manifest.json``; returns it."""
-    manifest = build_manifest(root, known_hashes)
-    atomic_write_json(Path(root) / MANIFEST, manifest)
+    location = StoreLocation.of(root)
+    manifest = build_manifest(location, known_hashes)
+    location.write_json(MANIFEST, manifest)
     return manifest
 
 
-def read_manifest(root: Path) -> dict[str, Any] | None:
+def read_manifest(root: RootLike) -> dict[str, Any] | None:
     """The store's manifest, None if it has none, or a clear error if it is unreadable."""
-    path = Path(root) / MANIFEST
-    if not path.is_file():
+    location = StoreLocation.of(root)
+    if not location.is_file(MANIFEST):
         return None
     try:
-        manifest = json.loads(path.read_text())
+        manifest = location.read_json(MANIFEST)
         files = manifest["files"]
         if not all({"path", "bytes", "sha256"} <= set(f) for f in files):
             raise ValueError("a file entry lacks path, bytes or sha256")
     except (ValueError, KeyError, TypeError) as exc:
         raise NoldoError(f"is damaged ({exc})") from None
     return manifest
+
+
+def known_hashes(root: RootLike) -> dict[str, list]:
+    """``path → [size, sha256]`` of every file the store's manifest lists (empty without a manifest)."""
+    manifest = read_manifest(root) or {"files": []}
+    return {f["path"]: [f["bytes"], f["sha256"]] for f in manifest["files"]}

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import zarr
 
 from noldo import catalog
 from noldo.errors import NoldoError
-from noldo.store import index_path, read_attributes, split_path
+from noldo.location import RootLike
+from noldo.store import Split
 
 _S1_RANGE_DB = (-25.0, 0.0)
 _TITLES = {"dw": "Dynamic World labels", "truth": "truth (simulated)", "osm": "OpenStreetMap land use"}
@@ -35,19 +34,7 @@ def label_colours(labels: np.ndarray, legend: tuple[catalog.LandCoverClass, ...]
     return lut[labels]
 
 
-def _resolve(root: Path, split: str, sample: str | int) -> tuple[int, str]:
-    ids = pd.read_parquet(index_path(root, split), columns=["sample"])["sample"].tolist()
-    if isinstance(sample, str) and not sample.lstrip("-").isdigit():
-        if sample not in ids:
-            raise NoldoError(f"no sample {sample!r} in {split} (ids look like {ids[0]!r})")
-        return ids.index(sample), sample
-    i = int(sample)
-    if not 0 <= i < len(ids):
-        raise NoldoError(f"sample index {i} is outside 0–{len(ids) - 1} of split {split}")
-    return i, ids[i]
-
-
-def plot_sample(root: Path, split: str = "nol", sample: str | int = 0, season: int | None = None):
+def plot_sample(root: RootLike, split: str = "nol", sample: str | int = 0, season: int | None = None):
     """A matplotlib Figure of one sample: a row per season (or only ``season``), label legends below.
 
     Example:
@@ -56,12 +43,12 @@ def plot_sample(root: Path, split: str = "nol", sample: str | int = 0, season: i
     from matplotlib.figure import Figure  # no pyplot: no backend switch, nothing to close
     from matplotlib.patches import Patch
 
-    root = Path(root)
-    attrs = read_attributes(root, split)
-    i, sample_id = _resolve(root, split, sample)
-    group = zarr.open_group(zarr.storage.LocalStore(split_path(root, split), read_only=True), mode="r")
+    reader = Split.open(root, split)
+    i = reader.sample_index(sample)
+    sample_id = reader.ids()[i]
+    group = reader.group()
     names = [a for a, _ in group.arrays()]
-    seasons = [s["name"] for s in attrs["seasons"]]
+    seasons = reader.season_names()
     if season is not None and not 0 <= season < len(seasons):
         raise NoldoError(f"season {season} is outside 0–{len(seasons) - 1} of split {split}")
     rows = [season] if season is not None else list(range(len(seasons)))
@@ -109,7 +96,7 @@ def plot_sample(root: Path, split: str = "nol", sample: str | int = 0, season: i
     return fig
 
 
-def save_plot(root: Path, split: str, sample: str | int, season: int | None, out: Path) -> Path:
+def save_plot(root: RootLike, split: str, sample: str | int, season: int | None, out: Path) -> Path:
     """Render a sample to a PNG file."""
     fig = plot_sample(root, split, sample, season)
     out = Path(out)

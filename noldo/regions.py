@@ -10,8 +10,8 @@ import csv
 import json
 import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -82,7 +82,11 @@ class Region:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A candidate sample: its place in the candidate stream, centre, grid and season day offset."""
+    """A candidate sample: its place in the candidate stream, centre, grid and season day offset.
+
+    ``given`` holds arrays of the sample that a split already has, when a build adds arrays to it
+    (only those the source ``reads``).
+    """
 
     index: int
     key: str  # the id part of the sample id: a zero-padded index or the table's id
@@ -91,6 +95,7 @@ class Candidate:
     grid: Grid
     day_offset: int
     date: str | None = None  # the label date of a downstream tile
+    given: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     def sample_id(self, split: str) -> str:
         return f"{split}-{self.key}"

@@ -1,8 +1,10 @@
-"""Zarr v3 stores of NoLDO-S12: split layout, the shard writer (the only writer) and the reader.
+"""Zarr v3 stores of NoLDO-S12: split layout and schema, the reader every command uses, and the shard writer.
 
-A store ``ROOT`` holds one Zarr group per split at ``ROOT/<split>.zarr``, a Parquet index
-``ROOT/<split>.parquet`` (row i = sample i) and ``ROOT/manifest.json``. Build state lives in
-``ROOT/.noldo/<split>/``: one index fragment and one commit marker per finished shard.
+A store ``ROOT`` (a :class:`~noldo.location.StoreLocation`) holds one Zarr group per split at
+``ROOT/<split>.zarr``, a Parquet index ``ROOT/<split>.parquet`` (row i = sample i) and
+``ROOT/manifest.json``. Build state lives in ``ROOT/.noldo/<split>/``: one index fragment and one
+commit marker per finished shard. Readers open a split with :meth:`Split.open`; the only writer is
+:class:`SplitWriter`. The schema-version policy is in docs/architecture.md ("Store schema").
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,11 +26,13 @@ import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec
 
-from noldo import __version__, catalog
+from noldo import catalog
+from noldo._version import __version__
 from noldo.catalog import GEOREF_ARRAYS, SCHEMA_VERSION, SHARD_SAMPLES, array_kind
 from noldo.errors import NoldoError
-from noldo.files import atomic_write_bytes, atomic_write_json, remove_partials, sha256_file
-from noldo.grid import Grid
+from noldo.files import atomic_write_bytes, atomic_write_json
+from noldo.grid import Grid, grid_from_affine
+from noldo.location import RootLike, StoreLocation
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +40,14 @@ _SPLIT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 
 
-def split_path(root: Path, split: str) -> Path:
-    """``ROOT/<split>.zarr``."""
-    return Path(root) / f"{split}.zarr"
+def group_name(split: str) -> str:
+    """``<split>.zarr``: the split's group below ROOT."""
+    return f"{split}.zarr"
 
 
-def index_path(root: Path, split: str) -> Path:
-    """``ROOT/<split>.parquet``."""
-    return Path(root) / f"{split}.parquet"
-
-
-def work_path(root: Path, split: str) -> Path:
-    """``ROOT/.noldo/<split>``: the build state of a split (not part of the published store)."""
-    return Path(root) / ".noldo" / split
+def index_name(split: str) -> str:
+    """``<split>.parquet``: the split's sample index below ROOT."""
+    return f"{split}.parquet"
 
 
 def check_split_name(split: str) -> str:
@@ -166,62 +165,213 @@ def _create_arrays(group: zarr.Group, layout: Layout, names: tuple[str, ...]) ->
         )
 
 
-def shard_file(group_dir: Path, array: zarr.Array, shard: int) -> Path:
-    """Path of the file that holds shard ``shard`` (samples 64·k … 64·k + 63) of an array."""
-    return group_dir / array.basename / array.metadata.encode_chunk_key((shard,) + (0,) * (array.ndim - 1))
+def shard_name(split: str, array: zarr.Array, shard: int) -> str:
+    """Path below ROOT of the object that holds shard ``shard`` (samples 64·k … 64·k + 63) of an array."""
+    key = array.metadata.encode_chunk_key((shard,) + (0,) * (array.ndim - 1))
+    return f"{group_name(split)}/{array.basename}/{key}"
 
 
+# --- reading ---------------------------------------------------------------------------------------
+def list_splits(root: RootLike) -> list[str]:
+    """Names of the splits in a store, sorted."""
+    location = StoreLocation.of(root)
+    if not location.is_store_dir():
+        raise NoldoError(f"{location} is not a noldo store (no such directory)")
+    return [name.removesuffix(".zarr") for name in location.children()
+            if name.endswith(".zarr") and location.is_file(f"{name}/zarr.json")]
+
+
+def read_attributes(root: RootLike, split: str) -> dict[str, Any]:
+    """Group attributes of a split, read straight from its ``zarr.json`` (no schema check)."""
+    location = StoreLocation.of(root)
+    meta = f"{group_name(split)}/zarr.json"
+    if not location.is_file(meta):
+        available = ", ".join(list_splits(location)) or "none"
+        raise NoldoError(f"no split {split!r} in {location} (splits: {available})")
+    try:
+        return location.read_json(meta)["attributes"]
+    except (ValueError, KeyError) as exc:
+        raise NoldoError(f"{location}/{meta} is not valid Zarr metadata ({exc}); re-create or re-download the "
+                         "store") from None
+
+
+def check_schema(attrs: Mapping[str, Any], where: str) -> Layout:
+    """The layout of a split written by a noldo schema this version reads, or a clear error."""
+    version = attrs.get("schema_version")
+    if not isinstance(version, int):
+        raise NoldoError(f"{where} has no schema_version; it was not written by noldo")
+    if version > SCHEMA_VERSION:
+        raise NoldoError(f"{where} uses store schema {version}, newer than this noldo supports "
+                         f"({SCHEMA_VERSION}); upgrade noldo: pip install -U noldo")
+    if not attrs.get("layout"):
+        raise NoldoError(f"{where} has no layout attribute; it was not written by noldo")
+    return Layout.from_json(attrs["layout"])
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """One split of a store, opened read-only and schema-checked: attributes, layout, ids, arrays.
+
+    Every reader (verify, plot, info, the sources, ``benchmark.data``) goes through this class.
+
+    Example:
+        >>> split = Split.open("demo-data", "nol")
+        >>> split.layout.samples, split.ids()[0]  # doctest: +SKIP
+        (64, 'nol-0000000')
+    """
+
+    location: StoreLocation
+    name: str
+    attrs: Mapping[str, Any]
+    layout: Layout
+
+    @classmethod
+    def open(cls, root: RootLike, name: str) -> Split:
+        location = StoreLocation.of(root)
+        attrs = read_attributes(location, name)
+        return cls(location, name, attrs, check_schema(attrs, f"{location}/{group_name(name)}"))
+
+    @property
+    def where(self) -> str:
+        return f"{self.location}/{group_name(self.name)}"
+
+    def group(self) -> zarr.Group:
+        """A fresh read-only handle on the split's Zarr group (one per process: handles must not cross a fork)."""
+        return zarr.open_group(self.location.zarr_store(group_name(self.name)), mode="r", use_consolidated=False)
+
+    @property
+    def has_index(self) -> bool:
+        return self.location.is_file(index_name(self.name))
+
+    def index(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """The sample index (row i = sample i), or a clear error if it is missing."""
+        if not self.has_index:
+            raise NoldoError(f"{self.location}/{index_name(self.name)} is missing; re-run the command that made "
+                             "the split, or noldo download")
+        return self.location.read_parquet(index_name(self.name), columns)
+
+    @cached_property
+    def _ids(self) -> tuple[str, ...]:
+        return tuple(self.index(["sample"])["sample"].tolist())
+
+    def ids(self) -> list[str]:
+        """The sample ids in sample order."""
+        return list(self._ids)
+
+    def sample_index(self, sample: str | int) -> int:
+        """The position of a sample given by index (``3``, ``"3"``) or id (``"nol-0000003"``)."""
+        ids = self._ids
+        if isinstance(sample, str) and not sample.lstrip("-").isdigit():
+            if sample not in ids:
+                raise NoldoError(f"no sample {sample!r} in {self.name} (ids look like {ids[0]!r})")
+            return ids.index(sample)
+        i = int(sample)
+        if not 0 <= i < len(ids):
+            raise NoldoError(f"sample index {i} is outside 0–{len(ids) - 1} of split {self.name}")
+        return i
+
+    def season_names(self) -> list[str]:
+        return [s["name"] for s in self.attrs["seasons"]]
+
+    def grids(self, start: int = 0, stop: int | None = None) -> list[Grid]:
+        """The pixel grids of samples [start, stop)."""
+        group = self.group()
+        stop = self.layout.samples if stop is None else stop
+        epsg, affine = group["crs_epsg"][start:stop], group["transform"][start:stop]
+        return [grid_from_affine(e, a, self.layout.height, self.layout.width) for e, a in zip(epsg, affine,
+                                                                                                strict=True)]
+
+
+def open_dataset(root: RootLike, split: str = "nol", chunks: Mapping[str, int] | None = None):
+    """Open a split as a lazy :class:`xarray.Dataset` with named dims and band/season/sample coordinates.
+
+    Example:
+        >>> ds = noldo.open("demo-data", "nol")
+        >>> ds.s2.sel(band="B4").isel(sample=0, season=2).values  # doctest: +SKIP
+    """
+    import xarray as xr
+
+    reader = Split.open(root, split)
+    ds = xr.open_zarr(reader.location.zarr_store(group_name(split)), consolidated=None,
+                      chunks=dict(chunks) if chunks is not None else {"sample": SHARD_SAMPLES})
+    coords: dict[str, Any] = {
+        "band": [b.name for b in catalog.S2_BANDS],
+        "polarization": [b.name for b in catalog.S1_BANDS],
+        "season": reader.season_names(),
+    }
+    if reader.has_index:
+        coords["sample"] = np.array(reader.ids(), dtype=object)
+    return ds.assign_coords({k: v for k, v in coords.items() if k in ds.dims})
+
+
+def describe(root: RootLike) -> dict[str, Any]:
+    """A JSON-ready summary: per split, sample count and each array's shape, dtype, bytes and stored bytes."""
+    location = StoreLocation.of(root)
+    splits = {}
+    for name in list_splits(location):
+        split = Split.open(location, name)
+        arrays = {}
+        for array_name, array in sorted(split.group().arrays()):
+            stored = sum(location.size(f) for f in location.files(f"{group_name(name)}/{array_name}"))
+            arrays[array_name] = {"dims": list(array.metadata.dimension_names or ()), "shape": list(array.shape),
+                                  "dtype": str(array.dtype), "bytes": int(array.nbytes), "stored_bytes": stored}
+        layout = split.attrs["layout"]
+        splits[name] = {"samples": next(iter(arrays.values()))["shape"][0] if arrays else 0,
+                        "seasons": layout.get("seasons"), "height": layout.get("height"),
+                        "width": layout.get("width"), "source": split.attrs.get("provenance", {}).get("source"),
+                        "arrays": arrays}
+    return {"root": str(location), "splits": splits}
+
+
+# --- writing ---------------------------------------------------------------------------------------
 class SplitWriter:
     """The only writer of a split: creates the group, writes whole shards atomically, finalises.
 
-    Each shard is written in one go (all its samples, one file per array, each written under a
+    Each shard is written in one go (all its samples, one object per array, each written under a
     temporary name then renamed), then its index fragment, then its commit marker. A killed writer
-    leaves only whole files; shards without a marker are simply written again.
+    leaves only whole files; shards without a marker are simply written again. A split holding a
+    different layout is refused: remove it first (:func:`remove_split`, ``--overwrite``).
 
     Example:
         >>> w = SplitWriter(root, "nol", Layout(64, 4, 264, 264, ("s2", "s1", "dw")), {"source": "x"})
         >>> for k in w.pending_shards(): w.write_shard(k, arrays, index)   # doctest: +SKIP
-        >>> w.finalize()                                                     # doctest: +SKIP
+        >>> hashes = w.finalize()   # then noldo.manifest.write_manifest(root, hashes)  # doctest: +SKIP
     """
 
-    def __init__(self, root: Path, split: str, layout: Layout, provenance: Mapping[str, Any],
-                 overwrite: bool = False) -> None:
-        self.root = Path(root)
+    def __init__(self, root: RootLike, split: str, layout: Layout, provenance: Mapping[str, Any]) -> None:
+        self.location = StoreLocation.of(root)
         self.split = check_split_name(split)
         self.layout = layout
-        self.group_dir = split_path(self.root, split)
-        self.work = work_path(self.root, split)
-        if self.root.exists() and not self.root.is_dir():
-            raise NoldoError(f"output path {self.root} exists and is not a directory")
-        if (self.group_dir / "zarr.json").exists():
-            existing = stored_layout(self.root, split)
-            if existing == layout:
-                log.info("resuming %s", self.group_dir)
-            elif overwrite:
-                remove_split(self.root, split)
-            else:
-                raise NoldoError(f"{self.group_dir} already holds a different {split} split "
+        self.group_name = group_name(split)
+        self.work = self.location.state_dir(split)
+        self.location.is_store_dir()  # refuses a ROOT that is a file
+        if self.location.is_file(f"{self.group_name}/zarr.json"):
+            existing = Split.open(self.location, split).layout
+            if existing != layout:
+                raise NoldoError(f"{self.location}/{self.group_name} already holds a different {split} split "
                                  f"({_describe(existing)}, asked for {_describe(layout)}); "
                                  "pass --overwrite to replace it")
-        if not (self.group_dir / "zarr.json").exists():
+            log.info("resuming %s/%s", self.location, self.group_name)
+        else:
             self._create(provenance)
-        self.group = zarr.open_group(zarr.storage.LocalStore(self.group_dir), mode="r+", use_consolidated=False)
-        remove_partials(self.group_dir)
+        self.group = zarr.open_group(self.location.zarr_store(self.group_name, read_only=False), mode="r+",
+                                     use_consolidated=False)
+        self.location.remove_partials(self.group_name)
 
     def _create(self, provenance: Mapping[str, Any]) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
-        index_path(self.root, self.split).unlink(missing_ok=True)
-        staging = self.group_dir.with_name(self.group_dir.name + ".creating")
-        shutil.rmtree(staging, ignore_errors=True)
-        group = zarr.create_group(zarr.storage.LocalStore(staging), zarr_format=3,
+        self.location.remove(index_name(self.split))
+        staging = self.group_name + ".creating"
+        self.location.remove(staging)
+        group = zarr.create_group(self.location.zarr_store(staging, read_only=False), zarr_format=3,
                                   attributes=split_attributes(self.split, self.layout, provenance))
         _create_arrays(group, self.layout, self.layout.all_arrays)
-        staging.rename(self.group_dir)  # the group appears complete or not at all
+        self.location.rename(staging, self.group_name)  # the group appears complete or not at all
 
-    def _marker(self, shard: int) -> Path:
+    def _marker(self, shard: int):
         return self.work / f"shard-{shard:05d}.json"
 
-    def _fragment(self, shard: int) -> Path:
+    def _fragment(self, shard: int):
         return self.work / f"index-{shard:05d}.parquet"
 
     def marker(self, shard: int) -> dict[str, Any] | None:
@@ -235,14 +385,19 @@ class SplitWriter:
         if marker is None:
             return False
         arrays = {rel.split("/")[1] for rel in marker["files"]}
-        return arrays >= set(self.layout.all_arrays) and all((self.root / rel).exists() for rel in marker["files"])
+        return arrays >= set(self.layout.all_arrays) and all(self.location.exists(rel) for rel in marker["files"])
 
-    def add_arrays(self, names: tuple[str, ...], provenance: Mapping[str, Any]) -> None:
-        """Add image arrays to an existing split (e.g. ``osm``); their shards are then pending."""
+    def add_arrays(self, names: tuple[str, ...], provenance: Mapping[str, Any],
+                   known_hashes: Mapping[str, list] | None = None) -> None:
+        """Add image arrays to an existing split (e.g. ``osm``); their shards are then pending.
+
+        ``known_hashes`` (path → [size, sha256], from the manifest) spares hashing a downloaded or
+        converted split again when its commit markers are recreated.
+        """
         new = tuple(n for n in names if n not in self.layout.arrays)
         if not new:
             return
-        self._bootstrap()
+        self._bootstrap(known_hashes or {})
         self.layout = replace(self.layout, arrays=(*self.layout.arrays, *new))
         for name in new:
             if name in self.group:
@@ -253,24 +408,19 @@ class SplitWriter:
             self.group.attrs[key] = fresh[key]
         self.group.attrs["provenance"] = {**self.group.attrs["provenance"], **provenance}
 
-    def _bootstrap(self) -> None:
+    def _bootstrap(self, known: Mapping[str, list]) -> None:
         """Recreate commit markers and index fragments for a finished split that has none (a downloaded
         or converted store), so arrays can be added to it."""
-        index = index_path(self.root, self.split)
-        if not index.exists() or all(self.marker(k) for k in range(self.layout.shards)):
+        if not self.location.is_file(index_name(self.split)) or all(self.marker(k) for k in
+                                                                    range(self.layout.shards)):
             return
-        from noldo.manifest import read_manifest
-
-        listed = {f["path"]: f for f in (read_manifest(self.root) or {"files": []})["files"]}
-        table = pd.read_parquet(index)
+        table = self.location.read_parquet(index_name(self.split))
         for shard in range(self.layout.shards):
             files = {}
             for name in self.layout.all_arrays:
-                path = shard_file(self.group_dir, self.group[name], shard)
-                rel = str(path.relative_to(self.root))
-                entry = listed.get(rel)
-                size = path.stat().st_size
-                files[rel] = [size, entry["sha256"] if entry and entry["bytes"] == size else sha256_file(path)]
+                rel = shard_name(self.split, self.group[name], shard)
+                size, entry = self.location.size(rel), known.get(rel)
+                files[rel] = [size, entry[1] if entry and entry[0] == size else self.location.sha256(rel)]
             start, stop = self.layout.shard_range(shard)
             self.work.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self._fragment(shard), table.iloc[start:stop].to_parquet(index=False))
@@ -285,8 +435,9 @@ class SplitWriter:
         """Write all arrays of one shard, its index rows, then its commit marker.
 
         ``arrays`` maps every array of the layout to the shard's samples (leading axis; read one array
-        at a time, so it may load lazily); ``index`` has one row per sample with at least a ``sample``
-        column; ``extra`` is kept in the commit marker for the caller.
+        at a time, so it may load lazily) — or, for a split that already has the shard, only the added
+        arrays; ``index`` has one row per sample with at least a ``sample`` column; ``extra`` is kept
+        in the commit marker for the caller.
         """
         start, stop = self.layout.shard_range(shard)
         n = stop - start
@@ -305,8 +456,8 @@ class SplitWriter:
                                  f"{kind.dtype}{list(self.layout.shape(name, n))}")
             array = self.group[name].with_config({"write_empty_chunks": True})  # an all-nodata shard is a shard
             array[start:stop] = data
-            path = shard_file(self.group_dir, array, shard)
-            files[str(path.relative_to(self.root))] = [path.stat().st_size, sha256_file(path)]
+            rel = shard_name(self.split, array, shard)
+            files[rel] = [self.location.size(rel), self.location.sha256(rel)]
         frame = index.reset_index(drop=True).assign(shard=shard, row_in_shard=np.arange(n))
         if self._fragment(shard).exists() and previous["files"]:  # adding arrays: keep the rows, add columns
             old = pd.read_parquet(self._fragment(shard))
@@ -327,122 +478,37 @@ class SplitWriter:
             self.group[name].resize(self.layout.shape(name))
         self.group.attrs["layout"] = self.layout.to_json()
 
-    def finalize(self, **provenance: Any) -> dict[str, Any]:
-        """Write the Parquet index and the manifest once every shard is committed."""
-        from noldo.manifest import write_manifest
+    def finalize(self) -> dict[str, list]:
+        """Write the Parquet index and the consolidated metadata once every shard is committed.
 
+        Returns the size and sha256 of every shard object (path → [size, sha256]) for the manifest.
+        """
         missing = self.pending_shards()
         if missing:
             raise NoldoError(f"cannot finalise {self.split}: shards {missing[:5]} are not written yet")
         frames = [pd.read_parquet(self._fragment(k)) for k in range(self.layout.shards)]
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"sample": []})
-        atomic_write_bytes(index_path(self.root, self.split), table.to_parquet(index=False))
-        if provenance:
-            attrs = dict(self.group.attrs)
-            self.group.attrs["provenance"] = {**attrs["provenance"], **provenance}
+        self.location.write_bytes(index_name(self.split), table.to_parquet(index=False))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata")
-            zarr.consolidate_metadata(zarr.storage.LocalStore(self.group_dir))
-        known = {}
+            zarr.consolidate_metadata(self.location.zarr_store(self.group_name, read_only=False))
+        known: dict[str, list] = {}
         for k in range(self.layout.shards):
-            known.update(json.loads(self._marker(k).read_text())["files"])
-        return write_manifest(self.root, known_hashes=known)
+            known.update(self.marker(k)["files"])
+        return known
 
 
-def _describe(layout: Layout | None) -> str:
-    if layout is None:
-        return "unknown layout"
+def _describe(layout: Layout) -> str:
     return (f"{layout.samples} samples, {layout.seasons} seasons, {layout.height}×{layout.width}, "
             f"arrays {'/'.join(layout.arrays)}")
 
 
-def remove_split(root: Path, split: str) -> None:
+def remove_split(root: RootLike, split: str) -> None:
     """Delete a split: its group, index and build state."""
-    shutil.rmtree(split_path(root, split), ignore_errors=True)
-    shutil.rmtree(work_path(root, split), ignore_errors=True)
-    index_path(root, split).unlink(missing_ok=True)
-
-
-def list_splits(root: Path) -> list[str]:
-    """Names of the splits in a store, sorted."""
-    root = Path(root)
-    if not root.is_dir():
-        raise NoldoError(f"{root} is not a noldo store (no such directory)")
-    return sorted(p.name[: -len(".zarr")] for p in root.glob("*.zarr") if (p / "zarr.json").is_file())
-
-
-def read_attributes(root: Path, split: str) -> dict[str, Any]:
-    """Group attributes of a split, read straight from its ``zarr.json``."""
-    path = split_path(root, split) / "zarr.json"
-    if not path.is_file():
-        available = ", ".join(list_splits(root)) or "none"
-        raise NoldoError(f"no split {split!r} in {root} (splits: {available})")
-    try:
-        return json.loads(path.read_text())["attributes"]
-    except (ValueError, KeyError) as exc:
-        raise NoldoError(f"{path} is not valid Zarr metadata ({exc}); re-create or re-download the store") from None
-
-
-def stored_layout(root: Path, split: str) -> Layout | None:
-    """The layout recorded in a split's attributes (None if it has none)."""
-    layout = read_attributes(root, split).get("layout")
-    return Layout.from_json(layout) if layout else None
-
-
-def check_schema(attrs: Mapping[str, Any], where: Path) -> None:
-    """Refuse stores written by a newer noldo schema."""
-    version = attrs.get("schema_version")
-    if not isinstance(version, int):
-        raise NoldoError(f"{where} has no schema_version; it was not written by noldo")
-    if version > SCHEMA_VERSION:
-        raise NoldoError(f"{where} uses store schema {version}, newer than this noldo supports "
-                         f"({SCHEMA_VERSION}); upgrade noldo: pip install -U noldo")
-
-
-def open_split(root: Path, split: str = "nol", chunks: Mapping[str, int] | None = None):
-    """Open a split as a lazy :class:`xarray.Dataset` with named dims and band/season/sample coordinates.
-
-    Example:
-        >>> ds = noldo.open("demo-data", "nol")
-        >>> ds.s2.sel(band="B4").isel(sample=0, season=2).values  # doctest: +SKIP
-    """
-    import xarray as xr
-
-    attrs = read_attributes(root, split)
-    check_schema(attrs, split_path(root, split))
-    ds = xr.open_zarr(split_path(root, split), consolidated=None,
-                      chunks=dict(chunks) if chunks is not None else {"sample": SHARD_SAMPLES})
-    coords: dict[str, Any] = {
-        "band": [b.name for b in catalog.S2_BANDS],
-        "polarization": [b.name for b in catalog.S1_BANDS],
-        "season": [s["name"] for s in attrs["seasons"]],
-    }
-    index = index_path(root, split)
-    if index.is_file():
-        coords["sample"] = pd.read_parquet(index, columns=["sample"])["sample"].to_numpy()
-    return ds.assign_coords({k: v for k, v in coords.items() if k in ds.dims})
-
-
-def describe(root: Path) -> dict[str, Any]:
-    """A JSON-ready summary: per split, sample count and each array's shape, dtype, bytes and stored bytes."""
-    root = Path(root)
-    splits = {}
-    for split in list_splits(root):
-        attrs = read_attributes(root, split)
-        check_schema(attrs, split_path(root, split))
-        group = zarr.open_group(zarr.storage.LocalStore(split_path(root, split), read_only=True), mode="r",
-                                use_consolidated=False)
-        arrays = {}
-        for name, array in sorted(group.arrays()):
-            stored = sum(f.stat().st_size for f in (split_path(root, split) / name).rglob("*") if f.is_file())
-            arrays[name] = {"dims": list(array.metadata.dimension_names or ()), "shape": list(array.shape),
-                            "dtype": str(array.dtype), "bytes": int(array.nbytes), "stored_bytes": stored}
-        layout = attrs.get("layout", {})
-        splits[split] = {"samples": next(iter(arrays.values()))["shape"][0] if arrays else 0,
-                         "seasons": layout.get("seasons"), "height": layout.get("height"),
-                         "width": layout.get("width"), "source": attrs.get("provenance", {}).get("source"),
-                         "arrays": arrays}
-    return {"root": str(root), "splits": splits}
+    location = StoreLocation.of(root)
+    location.remove(group_name(split))
+    location.remove(index_name(split))
+    shutil.rmtree(location.state_dir(split), ignore_errors=True)
 
 
 def georef_arrays(grids: Sequence[Grid]) -> dict[str, np.ndarray]:

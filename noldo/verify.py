@@ -6,26 +6,15 @@ import os
 import shlex
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import zarr
 from tqdm.auto import tqdm
 
 from noldo.catalog import array_kind
 from noldo.errors import NoldoError
-from noldo.files import sha256_file
+from noldo.location import RootLike, StoreLocation
 from noldo.manifest import MANIFEST, read_manifest, store_files
-from noldo.store import (
-    check_schema,
-    index_path,
-    list_splits,
-    read_attributes,
-    shard_file,
-    split_path,
-    stored_layout,
-)
+from noldo.store import Split, group_name, index_name, list_splits, read_attributes, shard_name
 
 
 @dataclass(frozen=True)
@@ -40,7 +29,7 @@ class Problem:
         return f"{self.path}: {self.message}; repair: {self.repair}"
 
 
-def _repair(root: Path, split: str | None, bad_file: Path | None = None) -> str:
+def _repair(root: StoreLocation, split: str | None, bad_file: str | None = None) -> str:
     """The command that re-creates a split's data (after removing a bad file, if any)."""
     command = None
     if split is not None:
@@ -50,102 +39,95 @@ def _repair(root: Path, split: str | None, bad_file: Path | None = None) -> str:
             command = None
     if not command:
         return "re-create the store with the command that made it, or fetch it again with noldo download"
-    return f"rm {shlex.quote(str(bad_file))} && {command}" if bad_file else command
+    return f"rm {shlex.quote(f'{root}/{bad_file}')} && {command}" if bad_file else command
 
 
-def _check_split(root: Path, split: str) -> list[Problem]:
-    where = split_path(root, split)
+def _check_split(root: StoreLocation, name: str) -> list[Problem]:
     try:
-        attrs = read_attributes(root, split)
-        check_schema(attrs, where)
-        layout = stored_layout(root, split)
-        if layout is None:
-            raise NoldoError(f"{where} has no layout attribute; it was not written by noldo")
+        split = Split.open(root, name)
     except NoldoError as exc:
-        return [Problem(f"{split}.zarr", str(exc), _repair(root, None))]
-    problems = []
-    group = zarr.open_group(zarr.storage.LocalStore(where, read_only=True), mode="r", use_consolidated=False)
-    present = dict(group.arrays())
-    for name in layout.all_arrays:
-        kind = array_kind(name)
-        array = present.get(name)
+        return [Problem(group_name(name), str(exc), _repair(root, None))]
+    layout, problems = split.layout, []
+    present = dict(split.group().arrays())
+    for array_name in layout.all_arrays:
+        kind = array_kind(array_name)
+        array = present.get(array_name)
         if array is None:
-            problems.append(Problem(f"{split}.zarr/{name}", "array is missing", _repair(root, split)))
+            problems.append(Problem(f"{group_name(name)}/{array_name}", "array is missing", _repair(root, name)))
             continue
         dims = tuple(array.metadata.dimension_names or ())
-        if dims != kind.dims or str(array.dtype) != kind.dtype or array.shape[1:] != layout.shape(name)[1:]:
-            problems.append(Problem(f"{split}.zarr/{name}", f"is {array.dtype}{list(array.shape)} with dims "
-                                    f"{list(dims)}, expected {kind.dtype} with dims {list(kind.dims)}",
-                                    _repair(root, split)))
+        if dims != kind.dims or str(array.dtype) != kind.dtype or array.shape[1:] != layout.shape(array_name)[1:]:
+            problems.append(Problem(f"{group_name(name)}/{array_name}", f"is {array.dtype}{list(array.shape)} with "
+                                    f"dims {list(dims)}, expected {kind.dtype} with dims {list(kind.dims)}",
+                                    _repair(root, name)))
             continue
         for shard in range(layout.shards):
-            path = shard_file(where, array, shard)
-            if not path.is_file():
+            rel = shard_name(name, array, shard)
+            if not root.is_file(rel):
                 start, stop = layout.shard_range(shard)
-                problems.append(Problem(str(path.relative_to(root)), f"shard {shard} of {name} (samples "
-                                        f"{start}–{stop - 1}) is missing", _repair(root, split)))
-    index = index_path(root, split)
-    if not index.is_file():
-        problems.append(Problem(index.name, "the sample index is missing", _repair(root, split)))
+                problems.append(Problem(rel, f"shard {shard} of {array_name} (samples {start}–{stop - 1}) is "
+                                        "missing", _repair(root, name)))
+    index = index_name(name)
+    if not split.has_index:
+        problems.append(Problem(index, "the sample index is missing", _repair(root, name)))
     else:
         try:
-            rows = pd.read_parquet(index, columns=["sample"])
+            rows = split.index(["sample"])
             if len(rows) != layout.samples:
-                problems.append(Problem(index.name, f"has {len(rows)} rows for {layout.samples} samples",
-                                        _repair(root, split, index)))
+                problems.append(Problem(index, f"has {len(rows)} rows for {layout.samples} samples",
+                                        _repair(root, name, index)))
         except Exception as exc:  # any parquet/arrow decoding error means a damaged index
-            problems.append(Problem(index.name, f"cannot be read ({type(exc).__name__})", _repair(root, split, index)))
+            problems.append(Problem(index, f"cannot be read ({type(exc).__name__})", _repair(root, name, index)))
     return problems
 
 
-def _check_hashes(root: Path, manifest: dict[str, Any], progress: bool) -> list[Problem]:
+def _check_hashes(root: StoreLocation, manifest: dict[str, Any], progress: bool) -> list[Problem]:
     entries = manifest["files"]
     listed = {e["path"] for e in entries}
-    problems = [Problem(p.relative_to(root).as_posix(), f"is not listed in {MANIFEST}",
+    problems = [Problem(rel, f"is not listed in {MANIFEST}",
                         f"noldo manifest {shlex.quote(str(root))} (if the file belongs to the store)")
-                for p in store_files(root) if p.relative_to(root).as_posix() not in listed]
+                for rel in store_files(root) if rel not in listed]
     present = []
     for e in entries:
-        path = root / e["path"]
         split = e.get("split")
-        if not path.is_file():
+        if not root.is_file(e["path"]):
             problems.append(Problem(e["path"], f"is listed in {MANIFEST} but missing", _repair(root, split)))
-        elif path.stat().st_size != e["bytes"]:
-            problems.append(Problem(e["path"], f"has {path.stat().st_size} bytes, {MANIFEST} says {e['bytes']}",
-                                    _repair(root, split, path)))
+        elif (size := root.size(e["path"])) != e["bytes"]:
+            problems.append(Problem(e["path"], f"has {size} bytes, {MANIFEST} says {e['bytes']}",
+                                    _repair(root, split, e["path"])))
         else:
             present.append(e)
     with tqdm(total=sum(e["bytes"] for e in present), unit="B", unit_scale=True, desc="sha256",
               disable=not progress, leave=False) as bar, ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        digests = pool.map(lambda e: sha256_file(root / e["path"], bar.update), present)
+        digests = pool.map(lambda e: root.sha256(e["path"], bar.update), present)
         for e, digest in zip(present, digests, strict=True):
             if digest != e["sha256"]:
                 problems.append(Problem(e["path"], f"sha256 does not match {MANIFEST} (the file is corrupt)",
-                                        _repair(root, e.get("split"), root / e["path"])))
+                                        _repair(root, e.get("split"), e["path"])))
     return problems
 
 
-def verify(root: Path, progress: bool = False) -> tuple[list[Problem], dict[str, Any]]:
+def verify(root: RootLike, progress: bool = False) -> tuple[list[Problem], dict[str, Any]]:
     """Check a store; returns the problems found and a summary (splits, files, bytes hashed)."""
-    root = Path(root)
-    splits = list_splits(root)
+    location = StoreLocation.of(root)
+    splits = list_splits(location)
     if not splits:
-        raise NoldoError(f"{root} holds no noldo splits (no <split>.zarr groups)")
-    problems = [p for split in splits for p in _check_split(root, split)]
+        raise NoldoError(f"{location} holds no noldo splits (no <split>.zarr groups)")
+    problems = [p for split in splits for p in _check_split(location, split)]
     files, size = 0, 0
     try:
-        manifest = read_manifest(root)
+        manifest = read_manifest(location)
     except NoldoError as exc:
         manifest = None
-        problems.append(Problem(MANIFEST, str(exc), f"noldo manifest {shlex.quote(str(root))}"))
+        problems.append(Problem(MANIFEST, str(exc), f"noldo manifest {shlex.quote(str(location))}"))
     else:
         if manifest is None:
             problems.append(Problem(MANIFEST, "is missing, so file contents cannot be checked",
-                                    f"noldo manifest {shlex.quote(str(root))}"))
+                                    f"noldo manifest {shlex.quote(str(location))}"))
     if manifest is not None:
         reported = {p.path for p in problems}
-        problems += [p for p in _check_hashes(root, manifest, progress) if p.path not in reported]
+        problems += [p for p in _check_hashes(location, manifest, progress) if p.path not in reported]
         files, size = len(manifest["files"]), manifest.get("total_bytes", 0)
-    summary = {"root": str(root), "ok": not problems, "splits": splits, "files": files, "bytes": size,
+    summary = {"root": str(location), "ok": not problems, "splits": splits, "files": files, "bytes": size,
                "problems": [str(p) for p in problems]}
     return problems, summary

@@ -1,142 +1,56 @@
 """Data sources: each takes a candidate sample's grid and seasons and returns numpy arrays plus provenance.
 
-A source is one module with a class that has ``arrays`` (the image arrays it fills), ``plan`` (the
-per-sample search: which scenes, or why the sample is rejected) and ``fetch`` (the pixels of one
-modality on the sample's grid). Sources never write the store; the shard writer does.
+The contract is :class:`noldo.sources.base.Source`; a new source is one module plus one line in
+``SOURCES`` below. Sources never write the store; the build engine does.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from noldo.errors import NoldoError
-from noldo.regions import Candidate
+from noldo.sources.base import Fetched, Option, Plan, Rejected, Source, count, counting, in_parallel
+from noldo.sources.ee_source import EarthEngineSource
+from noldo.sources.osm import OsmSource
+from noldo.sources.synthetic import SyntheticSource
+
+#: Every source by name (``noldo build --source NAME``).
+SOURCES: dict[str, type[Source]] = {cls.name: cls for cls in (SyntheticSource, EarthEngineSource, OsmSource)}
+
+__all__ = ["SOURCES", "Fetched", "Option", "Plan", "Rejected", "Source", "count", "counting", "in_parallel",
+           "make_source", "source_class", "source_for"]
 
 
-class Rejected(Exception):
-    """Raised by a source when a sample cannot be used; the reason is recorded in the build summary."""
-
-
-@dataclass
-class Plan:
-    """What a source found for one sample: provenance columns and whatever ``fetch`` needs next."""
-
-    meta: dict[str, Any]
-    context: Any = None
-
-
-@dataclass
-class Fetched:
-    """The pixels of one modality of one sample, with provenance columns and request statistics."""
-
-    array: np.ndarray
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-_counters = threading.local()
-_count_lock = threading.Lock()
-
-
-@contextmanager
-def counting() -> Iterator[Counter]:
-    """Count the requests (and bytes) that sources make in this thread inside the block."""
-    counter: Counter = Counter()
-    previous = getattr(_counters, "current", None)
-    _counters.current = counter
+def source_class(name: str) -> type[Source]:
+    """The source class of a name, or a one-line error listing the sources."""
     try:
-        yield counter
-    finally:
-        _counters.current = previous
+        return SOURCES[name]
+    except KeyError:
+        raise NoldoError(f"unknown source {name!r}; choose one of {', '.join(SOURCES)}") from None
 
 
-def count(kind: str, n: int = 1) -> None:
-    """Record ``n`` of ``kind`` (e.g. ``listImages``, ``computePixels``, ``retries``, ``bytes``)."""
-    counter = getattr(_counters, "current", None)
-    if counter is not None:
-        with _count_lock:
-            counter[kind] += n
-
-
-def in_parallel(*calls: Callable[[], Any]) -> list[Any]:
-    """Run calls concurrently, each counting into the caller's counter; results in call order.
-
-    For requests of one sample that do not depend on each other: the sample then takes one round
-    trip per step instead of one per request (the Earth Engine seam still caps the concurrency).
-    """
-    counter = getattr(_counters, "current", None)
-
-    def run(call: Callable[[], Any]) -> Any:
-        _counters.current = counter
-        try:
-            return call()
-        finally:
-            _counters.current = None
-
-    if len(calls) < 2:
-        return [call() for call in calls]
-    with ThreadPoolExecutor(len(calls), thread_name_prefix="noldo-sample") as pool:
-        return list(pool.map(run, calls))
-
-
-class Source(Protocol):
-    """The protocol every source implements."""
-
-    name: str
-    arrays: tuple[str, ...]
-
-    def plan(self, candidate: Candidate) -> Plan: ...
-
-    def fetch(self, candidate: Candidate, plan: Plan, array: str) -> Fetched: ...
-
-    def cost(self, candidate: Candidate, plan: Plan, array: str) -> tuple[int, int]:
-        """Requests and bytes that fetching ``array`` would take (for ``--dry-run``)."""
-        ...
-
-    def check(self) -> None:
-        """Fail early (credentials, endpoint) before a build writes anything."""
-        ...
-
-
-SOURCES = ("synthetic", "earthengine", "osm")
-
-
-def make_source(name: str, options: Mapping[str, Any]) -> Source:
-    """A source by name, configured with ``options`` (the source-specific build options)."""
-    if name == "synthetic":
-        from noldo.sources.synthetic import SyntheticSource
-
-        return SyntheticSource(**options)
-    if name == "earthengine":
-        from noldo.sources.ee_source import EarthEngineSource
-
-        return EarthEngineSource(**options)
-    if name == "osm":
-        from noldo.sources.osm import OsmSource
-
-        return OsmSource(**options)
-    raise NoldoError(f"unknown source {name!r}; choose one of {', '.join(SOURCES)}")
+def make_source(name: str, options: Mapping[str, Any], seed: int = 0, seasons: int = 4,
+                extending: bool = False) -> Source:
+    """A source by name, its options resolved (flag, environment, default) and validated."""
+    cls = source_class(name)
+    return cls(**cls.resolve(options, extending), seed=seed, seasons=seasons)
 
 
 @lru_cache(maxsize=8)
-def _cached_source(name: str, options: tuple[tuple[str, Any], ...], environment: tuple[tuple[str, str], ...]) -> Source:
-    return make_source(name, dict(options))
+def _cached_source(name: str, options: tuple[tuple[str, Any], ...], seed: int, seasons: int, extending: bool,
+                   environment: tuple[tuple[str, str], ...]) -> Source:
+    return make_source(name, dict(options), seed, seasons, extending)
 
 
 def source_for(spec: Mapping[str, Any]) -> Source:
-    """The source described by ``{"name": ..., "options": {...}}``, created once per process (and per
-    NOLDO_* environment, which sources read for credentials and endpoints).
+    """The source described by a build's small picklable spec (see ``BuildSpec.source_spec``), created
+    once per process and per NOLDO_* environment (options may be read from it).
 
-    Build tasks receive this small picklable spec, so they also run on dask.distributed workers.
+    Build tasks receive this spec, so they also run on dask.distributed workers.
     """
     environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("NOLDO_")))
-    return _cached_source(spec["name"], tuple(sorted(spec["options"].items())), environment)
+    return _cached_source(spec["name"], tuple(sorted(spec["options"].items())), spec["seed"], spec["seasons"],
+                          spec.get("extending", False), environment)

@@ -24,13 +24,16 @@ import numpy as np
 
 from noldo.errors import NoldoError
 from noldo.grid import Grid
-from noldo.sources import Rejected, count
+from noldo.sources.base import Rejected, count
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HIGH_VOLUME_URL = "https://earthengine-highvolume.googleapis.com"
 MAX_CONCURRENCY = 40  # the default per-project quota of concurrent interactive requests
+DEFAULT_CONCURRENCY = 16
+#: Environment variables of the settings (flags win over them).
+ENV_PROJECT, ENV_URL, ENV_CONCURRENCY = "NOLDO_EE_PROJECT", "NOLDO_EE_URL", "NOLDO_EE_CONCURRENCY"
 MAX_REQUEST_BYTES = 48 * 2**20  # computePixels limits (noldo-data.md §7.1)
 MAX_REQUEST_SIDE = 32768
 MAX_REQUEST_BANDS = 1024
@@ -47,7 +50,7 @@ class EESettings:
     project: str | None = None
     url: str = HIGH_VOLUME_URL
     key_file: str | None = None
-    concurrency: int = 16
+    concurrency: int = DEFAULT_CONCURRENCY
     max_attempts: int = 6
     retry_base: float = 2.0  # seconds; the n-th retry waits uniform(0, min(cap, base · 2ⁿ))
     retry_cap: float = 60.0
@@ -58,12 +61,12 @@ def settings_from(project: str | None = None, url: str | None = None, concurrenc
                   environ: dict[str, str] | None = None) -> EESettings:
     """Resolve settings: command-line values first, then NOLDO_EE_* environment variables, then defaults."""
     env = os.environ if environ is None else environ
-    concurrency = concurrency or int(env.get("NOLDO_EE_CONCURRENCY", 16))
+    concurrency = concurrency or int(env.get(ENV_CONCURRENCY, DEFAULT_CONCURRENCY))
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise NoldoError(f"--ee-concurrency must be 1–{MAX_CONCURRENCY} (the per-project quota), got {concurrency}")
     return EESettings(
-        project=project or env.get("NOLDO_EE_PROJECT") or None,
-        url=(url or env.get("NOLDO_EE_URL") or HIGH_VOLUME_URL).rstrip("/"),
+        project=project or env.get(ENV_PROJECT) or None,
+        url=(url or env.get(ENV_URL) or HIGH_VOLUME_URL).rstrip("/"),
         key_file=env.get("NOLDO_EE_SERVICE_ACCOUNT_KEY") or None,
         concurrency=concurrency,
         retry_base=float(env.get("NOLDO_EE_RETRY_BASE_SECONDS", 2.0)),

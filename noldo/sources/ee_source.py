@@ -12,12 +12,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 
 from noldo.catalog import SEASONS
+from noldo.encodings import EXPERT_DW
 from noldo.errors import NoldoError
 from noldo.regions import Candidate
-from noldo.sources import Fetched, Plan, Rejected, dynamic_world, earthengine, in_parallel, sentinel1, sentinel2
+from noldo.sources import dynamic_world, earthengine, sentinel1, sentinel2
+from noldo.sources.base import Fetched, Option, Plan, Rejected, Source, in_parallel
 from noldo.sources.scenes import Scene, footprint, iso, season_windows
 
 _MODULES = {"s2": sentinel2, "s1": sentinel1, "dw": dynamic_world}
@@ -50,22 +53,37 @@ def _index_date(index: str) -> datetime:
         raise NoldoError(f"{index!r} is not a Sentinel-2 system:index (YYYYMMDDT..._T..)") from None
 
 
-class EarthEngineSource:
-    """NoLDO-S12 samples from Google Earth Engine.
+class EarthEngineSource(Source):
+    """NoLDO-S12 samples from Google Earth Engine; the options are declared in ``options`` below.
 
     Args:
         seed, seasons: from the build (4 seasons for ``nol``).
-        max_cloud: S2 scene filter ``CLOUDY_PIXEL_PERCENTAGE < max_cloud`` (SSL4EO-S12: 20).
-        allow_missing: keep samples lacking a modality in a season, with nodata there.
-        scenes: a NoL id table; rebuilds each location from its published S2 scenes.
-        season_dates: replace the four SSL4EO-S12 reference dates (comma-separated ISO dates).
-        jitter: apply the per-location day offset of the SSL4EO-S12 recipe.
-        ee_project, ee_url, ee_concurrency: where and how hard to call Earth Engine.
     """
 
     name = "earthengine"
     arrays = ("s2", "s1", "dw")
+    requests = ("listImages", "computePixels")
     parallel_fetch = True  # the modalities of a sample are independent requests
+    options = (
+        Option("max_cloud", click.FloatRange(0, 100), 20.0,
+               "S2 scenes need CLOUDY_PIXEL_PERCENTAGE below this (SSL4EO-S12: 20)."),
+        Option("allow_missing", click.BOOL, False, "keep samples lacking a modality in a season, with nodata there."),
+        Option("scenes", click.Path(exists=True, dir_okay=False), None,
+               "rebuild published samples from a NoL id table (ids,sub1..sub4 = S2 system:index per season); use "
+               "with --region LOCATIONS.csv."),
+        Option("season_dates", click.STRING, None, "replace the SSL4EO-S12 season reference dates (D0,D1,D2,D3)."),
+        Option("jitter", click.BOOL, True, "apply the per-location day offset of the SSL4EO-S12 recipe."),
+        Option("labels", click.Path(exists=True, file_okay=False), None,
+               "with --tiles: a folder of expert label GeoTIFFs (dw_<tile>.tif, values 0 unlabelled, 1–9 classes, "
+               "10 cloud) used as the dw array."),
+        Option("ee_project", click.STRING, None, "the Cloud project registered for Earth Engine.",
+               env=earthengine.ENV_PROJECT, runtime=True),
+        Option("ee_url", click.STRING, None, "API endpoint [default: the high-volume endpoint].",
+               env=earthengine.ENV_URL, runtime=True),
+        Option("ee_concurrency", click.IntRange(1, earthengine.MAX_CONCURRENCY), earthengine.DEFAULT_CONCURRENCY,
+               f"concurrent requests, at most the per-project quota of {earthengine.MAX_CONCURRENCY}.",
+               env=earthengine.ENV_CONCURRENCY, runtime=True),
+    )
 
     def __init__(self, seed: int = 0, seasons: int = 4, max_cloud: float = 20.0, allow_missing: bool = False,
                  scenes: str | None = None, season_dates: str | None = None, jitter: bool = True,
@@ -192,12 +210,11 @@ class EarthEngineSource:
         return len(blocks), bands * candidate.grid.height * candidate.grid.width * itemsize
 
 
-
 class ExpertLabels:
     """Dynamic World expert label GeoTIFFs (``--labels DIR``), found by tile name anywhere below DIR.
 
-    Their encoding (0 unlabelled, 1–9 the classes, 10 cloud; noldo-data.md §6.1) becomes ours:
-    value − 1 for the classes, 255 for unlabelled and cloud.
+    Their encoding (0 unlabelled, 1–9 the classes, 10 cloud) becomes ours through
+    :data:`noldo.encodings.EXPERT_DW`: value − 1 for the classes, 255 for unlabelled and cloud.
     """
 
     def __init__(self, directory: str) -> None:
@@ -227,8 +244,6 @@ class ExpertLabels:
                 raise Rejected(f"labels: {Path(label.id).name} is not on the tile grid (EPSG:{grid.epsg}, "
                                f"{grid.height}×{grid.width})")
             raw = src.read(1)
-        lut = np.full(256, dynamic_world.NODATA, "uint8")
-        lut[1:10] = np.arange(9)
-        labels = lut[np.clip(raw, 0, 255).astype("uint8")][None]
+        labels = EXPERT_DW[np.clip(raw, 0, 255).astype("uint8")][None]
         return Fetched(labels, {"dw_valid_t0": round(float((labels != dynamic_world.NODATA).mean()), 4),
                                 "dw_label_file": Path(label.id).name})

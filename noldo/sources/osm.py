@@ -11,23 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import click
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
 
 from noldo.catalog import OSM_CLASSES, OSM_PRIORITY, OSM_TAG_RULES
+from noldo.encodings import OSM_TO_DW
 from noldo.grid import Grid
 from noldo.regions import Candidate
-from noldo.sources import Fetched, Plan, Rejected
-from noldo.sources.osm_features import PUBLIC_OVERPASS, check_extract, from_extract, from_overpass
+from noldo.sources.base import Fetched, Option, Plan, Source
+from noldo.sources.osm_features import ENV_OVERPASS, PUBLIC_OVERPASS, check_extract, from_extract, from_overpass
 
 QUERY_BUFFER_M = 100  # features are queried around the tile, so polygons crossing its edge are whole
 _RANK = {cls: rank for rank, cls in enumerate(OSM_PRIORITY)}
-#: OSM class → Dynamic World class (noldo-data.md §6.2), 255 for "no OSM land use".
-OSM_TO_DW = np.full(256, 255, dtype="uint8")
-for _cls in OSM_CLASSES:
-    OSM_TO_DW[_cls.value] = _cls.dw_value
 
 
 def classify(features: gpd.GeoDataFrame) -> np.ndarray:
@@ -89,26 +87,35 @@ def query_bounds(grid: Grid) -> tuple[float, float, float, float]:
     return transform_bounds(grid.crs, "EPSG:4326", left - b, bottom - b, right + b, top + b, densify_pts=21)
 
 
-class OsmSource:
+class OsmSource(Source):
     """The ``osm`` source: land-use labels from a local extract (``osm_file``) or Overpass.
 
-    Args:
-        osm_file: a ``.osm``, ``.osm.bz2`` or ``.osm.pbf`` extract; pixels outside it are 0.
-        overpass_url: the Overpass API otherwise (NOLDO_OVERPASS_URL, default the public one).
-        min_coverage: reject samples with a smaller labelled fraction.
+    The labels are made while planning (one query per sample), so fetching costs nothing more. A
+    sample whose labels miss ``min_coverage`` (or, when adding ``osm`` to a split that has Dynamic
+    World labels, ``min_agreement``) fails the quality check: rejected from a new split, flagged
+    (``osm_qc``) in an existing one.
     """
 
     name = "osm"
     arrays = ("osm",)
-    parallelism = 2
+    requests = ("overpass",)
+    reads = ("dw",)
+    options = (
+        Option("osm_file", click.Path(exists=True, dir_okay=False), None,
+               "a local extract (.osm, .osm.bz2, .osm.pbf) instead of Overpass; pixels outside it are 0."),
+        Option("overpass_url", click.STRING, None, "a private Overpass API [default: the public one].",
+               env=ENV_OVERPASS, runtime=True),
+        Option("min_coverage", click.FloatRange(0, 1), 0.0, "samples need at least this labelled fraction."),
+        Option("min_agreement", click.FloatRange(0, 1), 0.0,
+               "samples need at least this share of pixels whose OSM class agrees with Dynamic World "
+               "(osm_qc in the index).", extends_only=True),
+    )
 
     def __init__(self, osm_file: str | None = None, overpass_url: str | None = None, min_coverage: float = 0.0,
-                 seed: int = 0, seasons: int = 1):
-        import os
-
+                 min_agreement: float = 0.0, seed: int = 0, seasons: int = 1):
         self.osm_file = str(check_extract(osm_file)) if osm_file else None
-        self.overpass_url = overpass_url or os.environ.get("NOLDO_OVERPASS_URL") or PUBLIC_OVERPASS
-        self.min_coverage = min_coverage
+        self.overpass_url = overpass_url or PUBLIC_OVERPASS
+        self.min_coverage, self.min_agreement = min_coverage, min_agreement
 
     def check(self) -> None:
         """Read the extract now, so a bad file fails before anything is written."""
@@ -126,16 +133,21 @@ class OsmSource:
 
     def plan(self, candidate: Candidate) -> Plan:
         osm, meta = self.labels(candidate.grid)
-        meta |= quality(osm, None)
+        meta |= quality(osm, candidate.given.get("dw"))
+        failure = None
         if meta["osm_coverage"] < self.min_coverage:
-            raise Rejected(f"osm: coverage {meta['osm_coverage']:.0%} below --min-coverage {self.min_coverage:.0%}")
-        return Plan(meta, osm)
+            failure = f"osm: coverage {meta['osm_coverage']:.0%} below --min-coverage {self.min_coverage:.0%}"
+        elif self.min_agreement and not meta["osm_agreement"] >= self.min_agreement:
+            failure = (f"osm: agreement with Dynamic World {meta['osm_agreement']:.0%} below --min-agreement "
+                       f"{self.min_agreement:.0%}")
+        return Plan(meta, osm, failure)
 
     def fetch(self, candidate: Candidate, plan: Plan, array: str) -> Fetched:
         return Fetched(plan.context)
 
     def cost(self, candidate: Candidate, plan: Plan, array: str) -> tuple[int, int]:
-        return 0 if self.osm_file else 1, candidate.grid.height * candidate.grid.width
+        """No request (the labels were made while planning); one byte per pixel."""
+        return 0, candidate.grid.height * candidate.grid.width
 
 
 def class_histogram(osm: np.ndarray) -> pd.Series:

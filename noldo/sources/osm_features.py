@@ -18,10 +18,11 @@ import geopandas as gpd
 
 from noldo.catalog import osm_tags
 from noldo.errors import NoldoError
-from noldo.sources import count
+from noldo.sources.base import count
 
 log = logging.getLogger(__name__)
 PUBLIC_OVERPASS = "https://overpass-api.de/api"
+ENV_OVERPASS = "NOLDO_OVERPASS_URL"
 EXTENSIONS = (".osm", ".osm.bz2", ".osm.pbf")
 _lock = threading.Lock()
 
@@ -112,13 +113,18 @@ def from_overpass(url: str, bounds: tuple[float, float, float, float]) -> gpd.Ge
         osmnx.settings.overpass_url = url.rstrip("/")
         osmnx.settings.cache_folder = str(cache_dir() / "osmnx")
         osmnx.settings.log_console = False
-        count("overpass")
+        osmnx.settings.requests_kwargs = {"hooks": {"response": [_count_response]}}
         try:
             return osmnx.features_from_bbox(bounds, tags=osm_tags())
         except osmnx._errors.InsufficientResponseError:
             return gpd.GeoDataFrame(geometry=[], crs="EPSG:4326")
         except (requests.RequestException, osmnx._errors.ResponseStatusCodeError) as exc:
             raise NoldoError(f"Overpass at {url} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _count_response(response, *args, **kwargs) -> None:
+    """requests' response hook: every HTTP answer of the Overpass API (status checks included) is a request."""
+    count("overpass")
 
 
 def _box(bounds: tuple[float, float, float, float]):

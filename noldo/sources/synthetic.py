@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import click
 import numpy as np
 from scipy.ndimage import gaussian_filter, map_coordinates
 from scipy.special import ndtr
 
 from noldo.catalog import DW_CLASSES, SEASONS
 from noldo.regions import Candidate
-from noldo.sources import Fetched, Plan, Rejected
+from noldo.errors import NoldoError
+from noldo.sources.base import Fetched, Option, Plan, Rejected, Source
 
 K = len(DW_CLASSES)
 WATER, TREES, GRASS, FLOODED, CROPS, SHRUB, BUILT, BARE, SNOW = range(K)
@@ -114,7 +116,7 @@ def _greenness(day: date, lat: float) -> float:
     return float(0.5 + 0.5 * amplitude * math.cos(2 * math.pi * (day.timetuple().tm_yday - peak) / 365.25))
 
 
-class SyntheticSource:
+class SyntheticSource(Source):
     """Simulated NoLDO-S12 samples with known truth; see the module docstring and CATALOG.md.
 
     Args:
@@ -127,10 +129,12 @@ class SyntheticSource:
 
     name = "synthetic"
     arrays = ("s2", "s1", "dw", "truth")
+    options = (Option("noise", click.FloatRange(0, 1, max_open=True), 0.2,
+                      "fraction of pixels whose label is swapped for a confused class"),)
 
     def __init__(self, noise: float = 0.2, cloud_probability: float = 0.25, seed: int = 0, seasons: int = 4):
         if not 0 <= noise < 1:
-            raise ValueError(f"noise must be in [0, 1), got {noise}")
+            raise NoldoError(f"noise must be in [0, 1), got {noise}")
         self.noise, self.cloud_probability, self.seed = noise, cloud_probability, seed
         self.season_indices = tuple(range(len(SEASONS))) if seasons == len(SEASONS) else (2,)
 
@@ -179,9 +183,6 @@ class SyntheticSource:
         render = {"s2": self._s2, "s1": self._s1, "dw": self._dw}[array]
         layers, metas = zip(*(render(rng, scene, season, t) for t, season in enumerate(scene.seasons)), strict=True)
         return Fetched(np.stack(layers), {k: v for m in metas for k, v in m.items()})
-
-    def check(self) -> None:
-        """Nothing to check: the synthetic source needs no network."""
 
     def cost(self, candidate: Candidate, plan: Plan, array: str) -> tuple[int, int]:
         """No requests; the bytes of the rendered array (for ``--dry-run``)."""

@@ -1,0 +1,23 @@
+"""``noldo manifest ROOT``: write the store's manifest afresh."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from noldo.cli.options import ROOT
+from noldo.errors import NoldoError
+from noldo.location import StoreLocation
+from noldo.manifest import write_manifest
+from noldo.store import list_splits
+
+
+@click.command("manifest")
+@ROOT
+def command(root: StoreLocation) -> None:
+    """Write ROOT/manifest.json afresh: size and sha256 of every file of the store."""
+    if not list_splits(root):
+        raise NoldoError(f"{root} holds no noldo splits (no <split>.zarr groups)")
+    result = write_manifest(root)
+    click.echo(json.dumps({"files": len(result["files"]), "total_bytes": result["total_bytes"]}))
