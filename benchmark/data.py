@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,11 +18,12 @@ import zarr
 from scipy.ndimage import gaussian_filter
 from torch.utils.data import Dataset
 
+from benchmark.tasks import get_task
 from noldo import catalog
+from noldo.errors import NoldoError
 from noldo.store import index_path, read_attributes, split_path
 
-NUM_CLASSES = len(catalog.DW_CLASSES)
-IGNORE = 255
+NUM_CLASSES = len(catalog.DW_CLASSES)  # the pretraining classes: Dynamic World
 PRIOR_SIGMA, PRIOR_TRUNCATE = 3.0, 4.0
 MP_CONTEXT = "spawn"  # zarr runs an event-loop thread: never fork a process that has used it
 
@@ -36,7 +37,7 @@ def _stats(modality: str, bands: Sequence[int]) -> tuple[np.ndarray, np.ndarray]
 
 
 def encode(x: np.ndarray, modality: str, bands: Sequence[int], normalization: str = "cromss") -> np.ndarray:
-    """Encode (bands, H, W) S1 dB or S2 DN as the original pipeline does (cromss-method.md §1.3).
+    """Encode (bands, H, W) S1 dB or S2 DN as the original pipeline does (docs/method.md, "Normalisation statistics").
 
     ``cromss``: clip to mean ± 2·std per band, scale to [0, 1], truncate to 1/255 steps (the
     SSL4EO-S12 uint8 encoding). ``zscore``: clip to mean ± 2·std, then (x − mean) / std. Nodata (S2 0,
@@ -51,7 +52,7 @@ def encode(x: np.ndarray, modality: str, bands: Sequence[int], normalization: st
     elif normalization == "zscore":
         out = (value - mean) / std
     else:
-        raise ValueError(f"normalization must be 'cromss' or 'zscore', got {normalization!r}")
+        raise NoldoError(f"normalization must be 'cromss' or 'zscore', got {normalization!r}")
     return np.where(nodata, 0.0, out).astype("float32")
 
 
@@ -62,7 +63,7 @@ def band_indices(modality: str, bands: str | Sequence[int]) -> tuple[int, ...]:
     return catalog.band_subset(bands) if isinstance(bands, str) else tuple(bands)
 
 
-# --- the spatial-temporal prior (cromss-method.md §5) --------------------------------------------
+# --- the spatial-temporal prior (docs/method.md, "Spatial-temporal label smoothing") ------------
 def _one_hot(labels: np.ndarray, k: int) -> np.ndarray:
     """(…, H, W) labels → (…, K, H, W) float one-hot; 255 (nodata) is all zeros."""
     return (labels[..., None, :, :] == np.arange(k)[:, None, None]).astype("float32")
@@ -127,7 +128,7 @@ def augment(arrays: dict[str, np.ndarray], rng: np.random.Generator, crop: int |
     """
     height, width = next(iter(arrays.values())).shape[-2:]
     if crop is not None and (crop > height or crop > width):
-        raise ValueError(f"crop {crop} is larger than the {height}×{width} tile")
+        raise NoldoError(f"crop {crop} is larger than the {height}×{width} tile")
     if crop is not None:
         top, left = rng.integers(0, height - crop + 1), rng.integers(0, width - crop + 1)
         arrays = {k: v[..., top:top + crop, left:left + crop] for k, v in arrays.items()}
@@ -146,7 +147,7 @@ def augment(arrays: dict[str, np.ndarray], rng: np.random.Generator, crop: int |
         arrays = {k: rotate(v, angle, axes=(-1, -2), reshape=False, order=0 if v.dtype.kind in "iu" else 1,
                             mode="reflect") for k, v in arrays.items()}
     elif rotation not in ("90", "free", "none"):
-        raise ValueError(f"rotation must be '90', 'free' or 'none', got {rotation!r}")
+        raise NoldoError(f"rotation must be '90', 'free' or 'none', got {rotation!r}")
     return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
 
@@ -177,7 +178,7 @@ class _StoreDataset(Dataset):
     def _require(self, *arrays: str) -> None:
         missing = [a for a in arrays if a not in self.attrs["layout"]["arrays"]]
         if missing:
-            raise ValueError(f"split {self.split} of {self.root} has no {', '.join(missing)} array")
+            raise NoldoError(f"split {self.split} of {self.root} has no {', '.join(missing)} array")
 
 
 class NoLPretrainDataset(_StoreDataset):
@@ -232,27 +233,23 @@ class NoLPretrainDataset(_StoreDataset):
 
 
 class DownstreamDataset(_StoreDataset):
-    """Single-modality segmentation tiles with the labels of a task, 255 = ignore (noldo-data.md §6).
+    """Single-modality segmentation tiles with the labels of a task, 255 = ignore (legends: CATALOG.md).
 
-    Tasks: ``dw`` (DW classes 0–8), ``osm`` (OSM classes 1–13 → 0–12), ``dfc2020`` (8 DW-like classes,
-    stored in ``dw``), ``truth`` (the known truth of a synthetic store). Items: ``{"image": (C,h,w),
-    "label": (h,w) int64, "meta": {...}}``.
+    ``task`` names one of :data:`benchmark.tasks.TASKS`: ``dw`` (DW classes 0–8), ``osm`` (OSM classes
+    1–13 → 0–12), ``dfc2020`` (8 DW-like classes, stored in ``dw``), ``truth`` (the known truth of a
+    synthetic store); the attribute :attr:`task` is its :class:`~benchmark.tasks.Task`. Items:
+    ``{"image": (C,h,w), "label": (h,w) int64, "meta": {...}}``.
     """
-
-    TASKS: ClassVar[dict[str, tuple[str, int]]] = {"dw": ("dw", NUM_CLASSES), "osm": ("osm", 13),
-                                                   "dfc2020": ("dw", 8), "truth": ("truth", NUM_CLASSES)}
 
     def __init__(self, root: str | Path, split: str, task: str = "dw", modality: str = "s2",
                  bands: str | Sequence[int] = "13B", crop: int | None = None, augment: bool = False,
                  normalization: str = "cromss", season: int = 0, seed: int | None = None):
         super().__init__(root, split)
-        if task not in self.TASKS:
-            raise ValueError(f"task must be one of {', '.join(self.TASKS)}, got {task!r}")
+        self.task = get_task(task)
         if modality not in ("s1", "s2"):
-            raise ValueError(f"modality must be 's1' or 's2', got {modality!r}")
-        self.array, self.num_classes = self.TASKS[task]
-        self._require(modality, self.array)
-        self.task, self.modality, self.bands = task, modality, band_indices(modality, bands)
+            raise NoldoError(f"modality must be 's1' or 's2', got {modality!r}")
+        self._require(modality, self.task.array)
+        self.num_classes, self.modality, self.bands = self.task.num_classes, modality, band_indices(modality, bands)
         self.crop, self.augment, self.normalization, self.season, self.seed = crop, augment, normalization, season, seed
 
     @property
@@ -260,12 +257,10 @@ class DownstreamDataset(_StoreDataset):
         return len(self.bands)
 
     def _label(self, index: int) -> np.ndarray:
-        data = self.group[self.array][index]
+        data = self.group[self.task.array][index]
         if data.ndim == 3:  # (season, H, W)
             data = data[self.season]
-        if self.task == "osm":
-            return np.where(data == 0, IGNORE, data.astype("int64") - 1)
-        return data.astype("int64")
+        return self.task.decode(data)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, rng = _item_rng(key, self.seed)
@@ -318,7 +313,7 @@ def _window(shape: tuple[int, int], crop: int | None, rng: np.random.Generator |
     if crop is None:
         return slice(0, height), slice(0, width)
     if crop > height or crop > width:
-        raise ValueError(f"crop {crop} is larger than the {height}×{width} tile")
+        raise NoldoError(f"crop {crop} is larger than the {height}×{width} tile")
     if rng is None:
         top, left = (height - crop) // 2, (width - crop) // 2
     else:
@@ -377,7 +372,7 @@ def plot(sample: dict[str, Any], legend: tuple[catalog.LandCoverClass, ...] = ca
         vv = sample["s1"][0] if "s1" in sample else image[0]
         panels.append(("S1 VV (encoded)", vv.numpy()))
     label = sample["label"].numpy()
-    panels.append(("label", label_colours(np.where(label == IGNORE, 255, label).astype("uint8"), legend)))
+    panels.append(("label", label_colours(label.astype("uint8"), legend)))
     if "prior" in sample:
         panels.append(("prior (arg-max)", label_colours(sample["prior"].argmax(0).numpy().astype("uint8"), legend)))
     fig = Figure(figsize=(3.2 * len(panels), 3.4))

@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 
 from benchmark.data import DownstreamDataset, NoLPretrainDataset, loader
+from benchmark.tasks import get_task
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -74,7 +75,7 @@ class DownstreamDataModule(L.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
-        return DownstreamDataset.TASKS[self.task][1]
+        return get_task(self.task).num_classes
 
     def train_dataloader(self):
         return loader(self.train_set, self.batch_size, shuffle=True, workers=self.workers, drop_last=True,

@@ -2,7 +2,7 @@
 
 Rows are reference classes, columns predicted classes; pixels labelled 255 are ignored. Macro means
 run over all K classes and a class with a zero denominator counts 0, as the paper's code does
-(cromss-method.md §7.5). AA is the mean per-class recall.
+(docs/method.md, "Metrics"). AA is the mean per-class recall.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-IGNORE = 255
+from benchmark.tasks import IGNORE
 
 
 def confusion_metric(num_classes: int) -> MulticlassConfusionMatrix:

@@ -1,9 +1,9 @@
 """Two-branch U-Nets for CromSS, downstream segmentation models, and encoder weight transfer.
 
 Attribute names follow the original CromSS models, so a Lightning module holding one as ``net`` writes
-checkpoints in the original key layout (cromss-method.md §2.5): middle fusion ``net.encoder1`` (S1),
-``net.encoder`` (S2), shared ``net.decoder`` and ``net.segmentation_head``; late fusion ``net.model1``
-(S1) and ``net.model2`` (S2), two whole U-Nets.
+checkpoints in the original key layout (docs/method.md, "Architectures and the checkpoint key layout"):
+middle fusion ``net.encoder1`` (S1), ``net.encoder`` (S2), shared ``net.decoder`` and
+``net.segmentation_head``; late fusion ``net.model1`` (S1) and ``net.model2`` (S2), two whole U-Nets.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import segmentation_models_pytorch as smp
 import torch
 from segmentation_models_pytorch.encoders import get_encoder
 from torch import nn
+
+from noldo.errors import NoldoError
 
 log = logging.getLogger(__name__)
 ARCHITECTURES = {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus, "pspnet": smp.PSPNet}
@@ -34,7 +36,7 @@ class TwoBranchUNet(nn.Module):
                  encoder: str = "resnet50", encoder_depth: int = 5):
         super().__init__()
         if fusion not in ("mid", "late"):
-            raise ValueError(f"fusion must be 'mid' or 'late', got {fusion!r}")
+            raise NoldoError(f"fusion must be 'mid' or 'late', got {fusion!r}")
         self.fusion = fusion
         if fusion == "late":
             self.model1 = smp.Unet(encoder, encoder_weights=None, in_channels=s1_channels, classes=classes,
@@ -72,7 +74,7 @@ _LAYOUTS = {"mid": {"s1": "encoder1.", "s2": "encoder."}, "late": {"s1": "model1
 def _load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise NoldoError(f"checkpoint {path} does not exist")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # Lightning hyper-parameters may hold plain Python objects: the file is trusted
@@ -80,7 +82,7 @@ def _load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
-        raise ValueError(f"{path} is not a state dict or a Lightning checkpoint")
+        raise NoldoError(f"{path} is not a state dict or a Lightning checkpoint")
     return {k.removeprefix("net."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
@@ -95,7 +97,7 @@ def load_encoder_state(path: str | Path, modality: str) -> dict[str, torch.Tenso
         >>> state = load_encoder_state("weights-cromss-13B-midFusion-epoch=199.ckpt", "s2")  # doctest: +SKIP
     """
     if modality not in ("s1", "s2"):
-        raise ValueError(f"modality must be 's1' or 's2', got {modality!r}")
+        raise NoldoError(f"modality must be 's1' or 's2', got {modality!r}")
     state = _load_checkpoint(path)
     if any(k.startswith("encoder1.") for k in state):
         prefix = _LAYOUTS["mid"][modality]
@@ -104,7 +106,7 @@ def load_encoder_state(path: str | Path, modality: str) -> dict[str, torch.Tenso
     elif any(k.startswith("encoder.") for k in state):
         prefix = "encoder."
     else:
-        raise ValueError(f"{path}: no encoder weights found (expected net.encoder1/net.encoder or "
+        raise NoldoError(f"{path}: no encoder weights found (expected net.encoder1/net.encoder or "
                          "net.model1/net.model2 keys)")
     encoder = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     log.info("%s: %d %s encoder tensors (layout %s)", Path(path).name, len(encoder), modality, prefix.rstrip("."))
@@ -120,7 +122,7 @@ def build_downstream(arch: str, in_channels: int, classes: int, encoder_state: d
     """
     name = arch.lower()
     if name not in ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+        raise NoldoError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
     kwargs = {"unet": {"decoder_channels": _decoder_channels(encoder_depth)},
               "pspnet": {"upsampling": 2**encoder_depth}}.get(name, {})  # PSPNet predicts at the encoder's stride
     model = ARCHITECTURES[name](encoder, encoder_weights=None, in_channels=in_channels, classes=classes,
@@ -136,11 +138,11 @@ def load_encoder(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
     shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
               if k in own and v.shape != own[k].shape]
     if shapes:
-        raise ValueError(f"encoder weights do not fit this model: {shapes[0]} (e.g. a 13-band encoder into a "
+        raise NoldoError(f"encoder weights do not fit this model: {shapes[0]} (e.g. a 13-band encoder into a "
                          f"9-band model){' and more' if len(shapes) > 1 else ''}")
     missing = sorted(set(own) - set(state))
     if missing:
-        raise ValueError(f"encoder weights lack {len(missing)} keys of this model, e.g. {missing[0]}")
+        raise NoldoError(f"encoder weights lack {len(missing)} keys of this model, e.g. {missing[0]}")
     unexpected = sorted(set(state) - set(own))
     if unexpected:
         log.info("%d encoder tensors are not used at this depth (e.g. %s)", len(unexpected), unexpected[0])

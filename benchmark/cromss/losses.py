@@ -1,4 +1,5 @@
-"""CromSS losses (cromss-method.md §3, §5): smoothed targets, weighted soft CE and Dice, consistency."""
+"""CromSS losses (docs/method.md, "Losses", "Spatial-temporal label smoothing"): smoothed targets, weighted soft
+CE and Dice, consistency."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 import torch
 
 from benchmark.cromss.selection import (
-    IGNORE,
     consistency_weights,
     entangle,
     entropy_confidence,
@@ -17,6 +17,7 @@ from benchmark.cromss.selection import (
     label_confidence,
     ramp,
 )
+from benchmark.tasks import IGNORE
 
 DEFAULTS: dict[str, Any] = {"T": 80, "prop": 0.5, "alpha": 0.15, "beta": 0.05, "lambda_con": 1.0,
                             "selection": True, "smoothing": True, "consistency": True}

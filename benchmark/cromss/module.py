@@ -8,14 +8,15 @@ import lightning as L
 import segmentation_models_pytorch as smp
 import torch
 
-from benchmark.cromss.losses import DEFAULTS, IGNORE, cromss_loss, single_modal_loss
+from benchmark.cromss.losses import DEFAULTS, cromss_loss, single_modal_loss
 from benchmark.data import NUM_CLASSES, prior_batch
 from benchmark.models import TwoBranchUNet
+from benchmark.tasks import IGNORE
 from noldo.catalog import band_subset
 
 
 class CromSSModule(L.LightningModule):
-    """CromSS pretraining (cromss-method.md §3–§6) with the ablation switches of the paper.
+    """CromSS pretraining (docs/method.md, "Losses" to "Schedules") with the ablation switches of the paper.
 
     ``single_modality`` (``s1`` or ``s2``) trains one U-Net on noisy labels alone (CE + Dice), the
     single-modal baseline; its checkpoint keys are ``net.encoder.*``.

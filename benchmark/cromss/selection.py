@@ -1,9 +1,11 @@
-"""Cross-modal sample selection (cromss-method.md §4): confidences, entangling, ramps and pixel weights.
+"""Cross-modal sample selection (docs/method.md, "Cross-modal sample selection"): confidences, entangling,
+ramps and pixel weights.
 
-Deliberate differences from the original code (its §10): the entropy is computed from log-softmax,
-so a one-hot prediction gives confidence 1, never NaN; pixels labelled 255 (cloud-masked) get weight
-0 and are left out of the class counts; under DDP the class thresholds are computed on the global
-batch (all ranks), so results do not depend on the GPU count.
+Deliberate differences from the original code (docs/method.md, "Deliberate differences from the
+original code"): the entropy is computed from log-softmax, so a one-hot prediction gives confidence
+1, never NaN; pixels labelled 255 (cloud-masked) get weight 0 and are left out of the class counts;
+under DDP the class thresholds are computed on the global batch (all ranks), so results do not
+depend on the GPU count.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 import torch
 import torch.distributed as dist
 
-IGNORE = 255
+from benchmark.tasks import IGNORE
 
 
 def ramp(epoch: int, total: int = 80) -> float:
