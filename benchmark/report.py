@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from noldo.errors import NoldoError
+from noldo.markdown import table
+
 METRICS = ("oa", "aa", "miou", "mf1")
 MODES = ("frozen", "finetune")
 NAMES = {"oa": "OA", "aa": "AA", "miou": "mIoU", "mf1": "mF1"}
@@ -27,40 +30,57 @@ def _cell(values: pd.Series) -> str:
     return f"{mean:.2f}±{std:.2f}" if len(values) > 1 else f"{mean:.2f}"
 
 
+def read_results(path: str | Path) -> pd.DataFrame:
+    """A results CSV as written by ``benchmark.finetune``."""
+    path = Path(path)
+    if not path.is_file():
+        raise NoldoError(f"{path} does not exist")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise NoldoError(f"cannot read {path}: {exc}") from None
+
+
 def results_table(results: pd.DataFrame, task: str | None = None) -> str:
     """Markdown table of a results CSV (as written by ``benchmark.finetune``), one task."""
+    needed = [*(["task"] if task is not None else []), "modality", "weights", "mode", "seed", *METRICS]
+    missing = [c for c in needed if c not in results]
+    if missing:
+        raise NoldoError(f"not a results table of benchmark.finetune: no column {', '.join(missing)}")
     if task is not None:
         results = results[results["task"] == task]
     if results.empty:
-        raise ValueError(f"no results{f' for task {task}' if task else ''}")
+        raise NoldoError(f"no results{f' for task {task}' if task else ''}")
     order = list(dict.fromkeys(["random", *results["weights"]]))
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    rows = []
     for modality in sorted(results["modality"].unique()):
         for weights in order:
-            rows = results[(results["modality"] == modality) & (results["weights"] == weights)]
-            if rows.empty:
+            runs = results[(results["modality"] == modality) & (results["weights"] == weights)]
+            if runs.empty:
                 continue
-            cells = [_cell(rows[rows["mode"] == mode][metric]) for mode in MODES for metric in METRICS]
-            seeds = rows.groupby("mode")["seed"].nunique().max()
-            lines.append(f"| {modality.upper()} | {weights} | {seeds} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            cells = [_cell(runs[runs["mode"] == mode][metric]) for mode in MODES for metric in METRICS]
+            seeds = runs.groupby("mode")["seed"].nunique().max()
+            rows.append([modality.upper(), weights, seeds, *cells])
+    return table(HEADER, rows)
 
 
 def paper_table(dataset: str) -> str:
     """The paper's reported numbers for ``dw``, ``osm`` or ``dfc2020`` (ResNet-50 and ViT-L rows)."""
     with resources.files("benchmark").joinpath("data/paper_results.csv").open() as f:
-        table = pd.read_csv(f, comment="#")
-    rows = table[table["dataset"] == dataset]
+        reported = pd.read_csv(f, comment="#")
+    rows = reported[reported["dataset"] == dataset]
     if rows.empty:
-        raise ValueError(f"the paper reports dw, osm and dfc2020, not {dataset!r}")
-    header = ["Input", "Backbone", "Weights", *HEADER[3:]]
-    lines = [f"Reported by the paper (CromSS, IEEE TGRS 2025), {dataset}, in %:", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        raise NoldoError(f"the paper reports dw, osm and dfc2020, not {dataset!r}")
     columns = [f"{m}_{k}" for m in MODES for k in METRICS]
-    for row in rows.itertuples():
-        lines.append(f"| {row.input} | {row.backbone} | {row.weights} | " + " | ".join(getattr(row, c)
-                                                                                  for c in columns) + " |")
-    return "\n".join(lines)
+    cells = [[row.input, row.backbone, row.weights, *(getattr(row, c) for c in columns)] for row in rows.itertuples()]
+    return (f"Reported by the paper (CromSS, IEEE TGRS 2025), {dataset}, in %:\n\n"
+            + table(["Input", "Backbone", "Weights", *HEADER[3:]], cells))
+
+
+def report(results: str | Path, task: str | None = None, paper: str | None = None) -> str:
+    """The Markdown of ``python -m benchmark.report``: the results table, then the paper's numbers."""
+    text = results_table(read_results(results), task)
+    return text + "\n\n" + paper_table(paper) if paper else text
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -69,21 +89,14 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("results", type=Path, help="a results CSV written by benchmark.finetune")
     parser.add_argument("--task", help="only this task (dw, osm, dfc2020, truth)")
     parser.add_argument("--paper", choices=["dw", "osm", "dfc2020"], help="also print the paper's numbers")
-    parser.add_argument("--out", type=Path, help="write the Markdown here too")
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="write the Markdown to FILE too")
+    parser.add_argument("--out", dest="markdown", type=Path, help=argparse.SUPPRESS)  # the old name of --markdown
     args = parser.parse_args(argv)
-    from benchmark.runs import fail
+    from benchmark.runs import command
 
-    if not args.results.is_file():
-        fail(f"{args.results} does not exist")
-    try:
-        text = results_table(pd.read_csv(args.results), args.task)
-        if args.paper:
-            text += "\n\n" + paper_table(args.paper)
-    except (ValueError, KeyError) as exc:
-        fail(str(exc))
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    text = command(lambda: report(args.results, args.task, args.paper), print)
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
     return text
 
 

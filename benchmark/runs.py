@@ -1,42 +1,103 @@
-"""What every benchmark CLI shares: YAML configs under command-line flags, run folders, loss curves."""
+"""What every benchmark CLI shares: YAML configs under flags, the command wrapper, devices, run folders, curves."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import yaml
 
+from noldo.errors import NoldoError
 
-class UserError(Exception):
-    """Bad input the user can fix; the CLIs print it as one line and exit 2."""
+T = TypeVar("T")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file of settings (a mapping; an empty file is ``{}``)."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise NoldoError(f"cannot read config {path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise NoldoError(f"{path}: a config holds settings (key: value), not a {type(loaded).__name__}")
+    return loaded
 
 
 def resolve_config(defaults: Mapping[str, Any], config: str | Path | None, flags: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults, then the YAML file, then the flags that were given (None means not given)."""
     resolved = dict(defaults)
     if config:
-        try:
-            loaded = yaml.safe_load(Path(config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"cannot read config {config}: {exc}") from None
+        loaded = read_yaml(config)
         unknown = sorted(set(loaded) - set(defaults))
         if unknown:
-            raise UserError(f"{config}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(defaults))}")
+            raise NoldoError(f"{config}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(defaults))}")
         resolved |= loaded
     resolved |= {k: v for k, v in flags.items() if v is not None}
     return resolved
 
 
-def run_folder(out: str | Path | None, kind: str) -> Path:
-    """The run folder: ``out`` or ``runs/<kind>-<timestamp>`` (Lightning logs into it beside our files)."""
+def config_from_args(defaults: Mapping[str, Any], args: argparse.Namespace, *inputs: str) -> dict[str, Any]:
+    """:func:`resolve_config` of a CLI: its ``--config`` file, then every other flag but ``inputs``."""
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", *inputs)}
+    return resolve_config(defaults, args.config, flags)
+
+
+def command(action: Callable[[], T], show: Callable[[T], object]) -> T:
+    """The body of every benchmark CLI: run ``action`` and ``show`` its result; a :class:`NoldoError`
+    ends the program with ``error: <its first line>`` and exit code 1."""
+    try:
+        result = action()
+    except NoldoError as exc:
+        fail(str(exc) or type(exc).__name__)
+    show(result)
+    return result
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: <first line of message>`` and exit 1."""
+    print(f"error: {message.splitlines()[0]}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as indented JSON, once per distributed run (global rank 0)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        print(json.dumps(obj, indent=2, default=str))
+
+
+@dataclass(frozen=True)
+class Device:
+    """How a run computes: on CUDA in ``bf16-mixed`` by default, else ``32-true`` and deterministic."""
+
+    cuda: bool
+    precision: str
+
+    @property
+    def deterministic(self) -> bool:
+        return not self.cuda
+
+
+def select_device(accelerator: str, precision: str | None = None) -> Device:
+    """CUDA when there is one and ``accelerator`` allows it (auto, gpu, cuda); a given ``precision`` wins."""
+    import torch
+
+    cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    return Device(cuda, precision or ("bf16-mixed" if cuda else "32-true"))
+
+
+def run_folder(run: str | Path | None, kind: str) -> Path:
+    """The run folder: ``run`` or ``runs/<kind>-<timestamp>`` (Lightning logs into it beside our files)."""
     warnings.filterwarnings("ignore", message="Experiment logs directory")
-    folder = Path(out) if out else Path("runs") / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
+    folder = Path(run) if run else Path("runs") / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -66,13 +127,3 @@ def plot_curves(metrics_csv: Path, out: Path, keys: Sequence[str]) -> Path | Non
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     return out
-
-
-def fail(message: str) -> None:
-    """Print a one-line error and exit 2."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, default=str))

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
+
+from noldo.errors import NoldoError
+from noldo.markdown import table
+
+#: The sections of a study config (see benchmark/configs/study-demo.yaml).
+SECTIONS = ("store", "pretrain", "variants", "finetune")
 
 
 def ensure_stores(data: Path, store: dict[str, Any]) -> None:
@@ -32,14 +37,14 @@ def ensure_stores(data: Path, store: dict[str, Any]) -> None:
             build(BuildSpec(store.get("region", "demo"), "synthetic", split, samples, seed, tile), data)
 
 
-def pretrain_all(data: Path, out: Path, base: dict[str, Any], variants: dict[str, dict[str, Any]]) -> dict[str, Path]:
-    """Pretrain each variant (skipping finished ones); returns the final checkpoint of each."""
-    from benchmark.cromss.__main__ import DEFAULTS, train
+def pretrain_all(data: Path, run: Path, base: dict[str, Any], variants: dict[str, dict[str, Any]]) -> dict[str, Path]:
+    """Pretrain each variant into ``run/pretrain/<name>`` (skipping finished ones); returns each final checkpoint."""
+    from benchmark.cromss.train import DEFAULTS, train
     from benchmark.runs import resolve_config
 
     checkpoints = {}
     for name, overrides in variants.items():
-        folder = out / "pretrain" / name
+        folder = run / "pretrain" / name
         checkpoint = folder / "checkpoints" / "last.ckpt"
         settings = {k: v for k, v in base.items() if k != "config"}
         config = resolve_config(DEFAULTS, base.get("config"), {**settings, **overrides})
@@ -50,16 +55,16 @@ def pretrain_all(data: Path, out: Path, base: dict[str, Any], variants: dict[str
     return checkpoints
 
 
-def finetune_all(data: Path, out: Path, settings: dict[str, Any], checkpoints: dict[str, Path],
+def finetune_all(data: Path, run: Path, settings: dict[str, Any], checkpoints: dict[str, Path],
                  single_modal: dict[str, str | None]) -> Path:
-    """Every (weights, modality, mode, seed) fine-tuning run not yet in the results CSV."""
+    """Every (weights, modality, mode, seed) fine-tuning run not yet in ``run/results.csv``; returns that CSV."""
     from benchmark.finetune import finetune
 
-    results = out / "results.csv"
+    results = run / "results.csv"
     done = set()
     if results.exists():
-        table = pd.read_csv(results)
-        done = set(zip(table["weights"], table["modality"], table["mode"], table["seed"], strict=True))
+        finished = pd.read_csv(results)
+        done = set(zip(finished["weights"], finished["modality"], finished["mode"], finished["seed"], strict=True))
     fixed = {k: v for k, v in settings.items() if k not in ("modalities", "modes", "seeds")}
     weights = {"random": "random", **{name: str(path) for name, path in checkpoints.items()}}
     for modality in settings["modalities"]:
@@ -70,60 +75,79 @@ def finetune_all(data: Path, out: Path, settings: dict[str, Any], checkpoints: d
                 for seed in settings["seeds"]:
                     if (name, modality, mode, seed) in done:
                         continue
-                    run = out / "finetune" / f"{name}-{modality}-{mode}-seed{seed}"
+                    folder = run / "finetune" / f"{name}-{modality}-{mode}-seed{seed}"
                     finetune(data, {**fixed, "modality": modality, "weights": path, "weights_label": name,
-                                    "mode": mode, "seed": seed, "results": str(results)}, run, quiet=True)
+                                    "mode": mode, "seed": seed, "results": str(results)}, folder, quiet=True)
     return results
 
 
-def diagnostics(data: Path, out: Path, variants: dict[str, dict[str, Any]]) -> str:
+def diagnostics(data: Path, run: Path, variants: dict[str, dict[str, Any]]) -> str:
     """The simulated label-noise rate and, per pretraining run, the selection precision at its last epoch."""
     index = pd.read_parquet(data / "nol.parquet")
     noise = index[[c for c in index.columns if c.startswith("noise_t")]].to_numpy().mean()
-    lines = [f"Label noise of the demo `nol` split: {noise:.1%} of the labelled pixels disagree with the truth.", ""]
-    lines += ["| pretraining | correct noisy labels, all pixels | correct, selected (weight 1) pixels |",
-              "|---|---|---|"]
+    rows = []
     for name in variants:
-        metrics = out / "pretrain" / name / "metrics.csv"
-        table = pd.read_csv(metrics) if metrics.exists() else pd.DataFrame()
-        if "label_precision_selected" not in table:
-            lines.append(f"| {name} | — | — (no selection) |")
+        metrics = run / "pretrain" / name / "metrics.csv"
+        logged = pd.read_csv(metrics) if metrics.exists() else pd.DataFrame()
+        if "label_precision_selected" not in logged:
+            rows.append([name, "—", "— (no selection)"])
             continue
-        last = table.dropna(subset=["label_precision_selected"]).iloc[-1]
-        lines.append(f"| {name} | {last.label_precision_base:.3f} | {last.label_precision_selected:.3f} |")
-    return "\n".join(lines)
+        last = logged.dropna(subset=["label_precision_selected"]).iloc[-1]
+        rows.append([name, f"{last.label_precision_base:.3f}", f"{last.label_precision_selected:.3f}"])
+    header = ["pretraining", "correct noisy labels, all pixels", "correct, selected (weight 1) pixels"]
+    return (f"Label noise of the demo `nol` split: {noise:.1%} of the labelled pixels disagree with the truth.\n\n"
+            + table(header, rows))
+
+
+def _paths(config: dict[str, Any], data: str | Path | None, run: str | Path | None) -> tuple[Path, Path]:
+    """The store and the study folder of a checked study config (arguments win over the config)."""
+    missing = [k for k in SECTIONS if k not in config]
+    if missing:
+        raise NoldoError(f"the study config has no {', '.join(missing)}; see benchmark/configs/study-demo.yaml")
+    unknown = sorted(set(config) - {*SECTIONS, "data", "run", "out"})
+    if unknown:
+        raise NoldoError(f"the study config has unknown keys {', '.join(unknown)}; known: data, run, "
+                         f"{', '.join(SECTIONS)}")
+    data, run = data or config.get("data"), run or config.get("run") or config.get("out")
+    if not data or not run:
+        raise NoldoError("the study needs a store and a folder: --data and --run, or data and run in the config")
+    return Path(data), Path(run)
+
+
+def study(config: dict[str, Any], data: str | Path | None = None, run: str | Path | None = None) -> str:
+    """Run (or continue) the study of a config (see benchmark/configs/study-demo.yaml); returns the Markdown
+    report, also written to ``run/table.md``. ``data`` and ``run`` default to the config's ``data`` and
+    ``run`` (or its older name ``out``)."""
+    from benchmark.report import results_table
+
+    started = time.monotonic()
+    data, run = _paths(config, data, run)
+    run.mkdir(parents=True, exist_ok=True)
+    ensure_stores(data, config["store"])
+    variants = config["variants"]
+    checkpoints = pretrain_all(data, run, config["pretrain"], variants)
+    single = {name: v.get("single_modality") for name, v in variants.items()}
+    results = finetune_all(data, run, config["finetune"], checkpoints, single)
+    minutes = (time.monotonic() - started) / 60
+    text = "\n\n".join([f"Demo study on the `truth` labels of {data} ({config['finetune']['task']} task), "
+                         f"{len(config['finetune']['seeds'])} seeds, in % (mean ± std):",
+                         results_table(pd.read_csv(results), config["finetune"]["task"]),
+                         diagnostics(data, run, variants), f"Study time: {minutes:.1f} minutes."])
+    (run / "table.md").write_text(text + "\n")
+    return text
 
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m benchmark.study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, type=Path, help="e.g. benchmark/configs/study-demo.yaml")
-    parser.add_argument("--data", type=Path, help="the store [from the config]")
-    parser.add_argument("--out", type=Path, help="the study folder [from the config]")
+    parser.add_argument("--data", type=Path, metavar="ROOT", help="the store ROOT [from the config]")
+    parser.add_argument("--run", type=Path, metavar="DIR", help="the study folder [from the config]")
+    parser.add_argument("--out", dest="run", type=Path, help=argparse.SUPPRESS)  # the old name of --run
     args = parser.parse_args(argv)
-    from benchmark.report import results_table
-    from benchmark.runs import fail
+    from benchmark.runs import command, read_yaml
 
-    try:
-        config = yaml.safe_load(args.config.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        fail(f"cannot read {args.config}: {exc}")
-    started = time.monotonic()
-    data, out = Path(args.data or config["data"]), Path(args.out or config["out"])
-    out.mkdir(parents=True, exist_ok=True)
-    ensure_stores(data, config["store"])
-    variants = config["variants"]
-    checkpoints = pretrain_all(data, out, config["pretrain"], variants)
-    single = {name: v.get("single_modality") for name, v in variants.items()}
-    results = finetune_all(data, out, config["finetune"], checkpoints, single)
-    minutes = (time.monotonic() - started) / 60
-    text = "\n\n".join([f"Demo study on the `truth` labels of {data} ({config['finetune']['task']} task), "
-                        f"{len(config['finetune']['seeds'])} seeds, in % (mean ± std):",
-                        results_table(pd.read_csv(results), config["finetune"]["task"]),
-                        diagnostics(data, out, variants), f"Study time: {minutes:.1f} minutes."])
-    (out / "table.md").write_text(text + "\n")
-    print(text)
-    return text
+    return command(lambda: study(read_yaml(args.config), args.data, args.run), print)
 
 
 if __name__ == "__main__":

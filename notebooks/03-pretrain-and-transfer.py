@@ -48,9 +48,9 @@ import torch
 from IPython.display import Image, Markdown
 
 from benchmark.cromss import cromss_loss
-from benchmark.cromss.__main__ import DEFAULTS, train
 from benchmark.cromss.module import CromSSModule
 from benchmark.cromss.selection import kept_fraction
+from benchmark.cromss.train import DEFAULTS, train
 from benchmark.data import NoLPretrainDataset
 from benchmark.finetune import finetune
 from benchmark.report import results_table

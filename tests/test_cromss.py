@@ -28,11 +28,10 @@ from benchmark.cromss import (
     weighted_soft_dice,
 )
 from benchmark.models import build_downstream, load_encoder_state
-from noldo.build import BuildSpec, build
 
 
 def test_ramp_table():
-    """cromss-method.md §4.5, T = 80, ρ = 0.5."""
+    """docs/method.md, "Schedules": T = 80, ρ = 0.5."""
     lam = [0.0067, 0.022, 0.060, 0.142, 0.287, 0.495, 0.732, 0.925, 1]
     kept = [0.997, 0.989, 0.970, 0.929, 0.857, 0.753, 0.634, 0.538, 0.5]
     for i, epoch in enumerate(range(0, 90, 10)):
@@ -147,10 +146,8 @@ def test_full_cromss_loss_inside():
 
 
 @pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cromss") / "demo"
-    build(BuildSpec("demo", "synthetic", samples=20, tile_size=40), root)
-    return root
+def tiny_store(synthetic_store):
+    return synthetic_store(samples=20, tile_size=40)
 
 
 def pretrain(store, out, *extra):
@@ -199,7 +196,7 @@ def test_cli_errors_are_one_line(tiny_store, tmp_path):
                            (["--batch-size", "64"], "fewer than one batch")):
         proc = subprocess.run([sys.executable, "-m", "benchmark.cromss", "--data", str(tiny_store), "--out",
                                str(tmp_path / "x"), *extra], capture_output=True, text=True)
-        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+        assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
 DDP_SCRIPT = """

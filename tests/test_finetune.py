@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.finetune import _module_class, cosine_factor, finetune
+from benchmark.finetune import finetune
+from benchmark.finetune_module import FinetuneModule, cosine_factor
 from benchmark.report import paper_table, results_table
 from noldo.build import BuildSpec, build
 
@@ -20,7 +21,7 @@ def test_cosine_schedule():
 
 @pytest.mark.parametrize("bn_update", [False, True])
 def test_frozen_means_frozen(bn_update):
-    module = _module_class()("unet", 13, 9, "resnet18", 5, None, "s2", "frozen", bn_update, 1e-2, 1e-5, 40, 0)
+    module = FinetuneModule("unet", 13, 9, "resnet18", 5, None, "s2", "frozen", bn_update, 1e-2, 1e-5, 40, 0)
     before = {k: v.clone() for k, v in module.model.encoder.state_dict().items()}
     module.train()
     optimiser = module.configure_optimizers()["optimizer"]
@@ -38,16 +39,13 @@ def test_frozen_means_frozen(bn_update):
 
 
 def test_odd_tile_sizes_are_padded_and_cropped_back():
-    module = _module_class()("fpn", 2, 9, "resnet18", 5, None, "s1", "finetune", False, 1e-3, 1e-5, 40, 0)
+    module = FinetuneModule("fpn", 2, 9, "resnet18", 5, None, "s1", "finetune", False, 1e-3, 1e-5, 40, 0)
     assert module(torch.randn(1, 2, 40, 51)).shape == (1, 9, 40, 51)
 
 
 @pytest.fixture(scope="module")
-def truth_store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ft") / "store"
-    for split, samples, seed in (("truth_train", 8, 1), ("truth_test", 5, 2)):
-        build(BuildSpec("demo", "synthetic", split, samples, seed, 40), root)
-    return root
+def truth_store(synthetic_store):
+    return synthetic_store(tile_size=40, splits=[("truth_train", 8, 1), ("truth_test", 5, 2)])
 
 
 def test_finetune_run_folder_and_results(truth_store, tmp_path):

@@ -1,33 +1,25 @@
-"""``python -m benchmark.cromss``: CromSS pretraining on a noldo store.
+"""``python -m benchmark.cromss``: CromSS pretraining on a noldo store (docs/method.md).
 
 Paper settings: --config benchmark/configs/cromss-paper.yaml; a CPU-sized demo:
---config benchmark/configs/cromss-demo.yaml. Flags override the config file.
+--config benchmark/configs/cromss-demo.yaml. Flags override the config file. The run folder (--run)
+receives config.yaml, metrics.csv, TensorBoard logs, checkpoints/ and loss.png.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
-
-DEFAULTS = {
-    "split": "nol", "fusion": "mid", "bands": "13B", "encoder": "resnet50", "epochs": 200, "batch_size": 128,
-    "lr": 5e-3, "weight_decay": 1e-8, "lr_factor": 0.5, "lr_patience": 30, "T": 80, "prop": 0.5, "alpha": 0.15,
-    "beta": 0.05, "lambda_con": 1.0, "selection": True, "smoothing": True, "consistency": True,
-    "single_modality": None, "crop": 256, "workers": 4, "val_fraction": 0.01, "checkpoint_every": 10, "seed": 42,
-    "rotation": "90", "normalization": "cromss", "prior": "cpu", "accelerator": "auto", "devices": 1,
-    "num_nodes": 1, "precision": None, "max_steps": -1,
-}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmark.cromss", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 argument_default=None)
-    p.add_argument("--data", required=True, type=Path, help="the store ROOT (with a 4-season split)")
+    p.add_argument("--data", required=True, type=Path, metavar="ROOT", help="the store ROOT (with a 4-season split)")
     p.add_argument("--config", type=Path, help="YAML with any of the settings below (flags win)")
-    p.add_argument("--out", type=Path, help="run folder [default: runs/cromss-<time>]")
-    p.add_argument("--resume", nargs="?", const="last", help="continue from OUT/checkpoints/last.ckpt or a path")
+    p.add_argument("--run", type=Path, metavar="DIR", help="the run folder [default: runs/cromss-<time>]")
+    p.add_argument("--out", dest="run", type=Path, help=argparse.SUPPRESS)  # the old name of --run
+    p.add_argument("--resume", nargs="?", const="last", help="continue from RUN/checkpoints/last.ckpt or a path")
     p.add_argument("--split", help="split to pretrain on [nol]")
     p.add_argument("--fusion", choices=["mid", "late"], help="middle or late fusion [mid]")
     p.add_argument("--bands", choices=["13B", "9B"], help="S2 bands [13B]")
@@ -60,73 +52,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
-    from benchmark.runs import UserError, fail, resolve_config
-    from noldo.errors import NoldoError
+    from benchmark.cromss.train import DEFAULTS, train
+    from benchmark.runs import command, config_from_args, print_json
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("data", "config", "out", "resume")}
-    try:
-        config = resolve_config(DEFAULTS, args.config, flags)
-        return train(args.data, config, args.out, args.resume)
-    except (UserError, ValueError, FileNotFoundError, NoldoError) as exc:
-        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    return {}
-
-
-def train(data: Path, config: dict, out: Path | None = None, resume: str | None = None, quiet: bool = False) -> dict:
-    """Pretrain with a resolved config; writes checkpoints, logs, config and a loss curve into the run folder."""
-    import lightning as L
-    import torch
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
-    from benchmark.cromss.module import CromSSModule
-    from benchmark.datamodules import NoLDataModule
-    from benchmark.runs import plot_curves, print_json, run_folder, save_config
-    from noldo.errors import NoldoError
-
-    logging.getLogger("lightning").setLevel(logging.WARNING)
-    folder = run_folder(out, "cromss")
-    L.seed_everything(config["seed"], workers=True, verbose=False)
-    data_module = NoLDataModule(data, config["split"], config["bands"], config["crop"], config["batch_size"],
-                                config["workers"], config["val_fraction"], config["normalization"],
-                                config["rotation"], config["prior"], config["seed"])
-    try:
-        data_module.setup()
-    except NoldoError as exc:
-        raise ValueError(str(exc)) from None
-    if len(data_module.train_ids) < config["batch_size"]:
-        raise ValueError(f"{data} has {len(data_module.train_ids)} training samples in {config['split']}, fewer than "
-                         f"one batch ({config['batch_size']}); lower --batch-size or build more samples")
-    cuda = torch.cuda.is_available() and config["accelerator"] in ("auto", "gpu", "cuda")
-    config["precision"] = config["precision"] or ("bf16-mixed" if cuda else "32-true")
-    save_config(folder, {**config, "data": str(data)})
-    keys = ("fusion", "bands", "encoder", "lr", "weight_decay", "lr_factor", "lr_patience", "T", "prop", "alpha",
-            "beta", "lambda_con", "selection", "smoothing", "consistency", "single_modality")
-    module = CromSSModule(**{k: config[k] for k in keys}, channels_last=cuda)
-    distributed = config["devices"] > 1 or config["num_nodes"] > 1
-    trainer = L.Trainer(
-        default_root_dir=folder, max_epochs=config["epochs"], max_steps=config["max_steps"],
-        accelerator=config["accelerator"], devices=config["devices"], num_nodes=config["num_nodes"],
-        strategy="ddp" if distributed else "auto", precision=config["precision"], deterministic=not cuda,
-        logger=[CSVLogger(folder, name="", version=""), TensorBoardLogger(folder, name="tensorboard", version="")],
-        callbacks=[ModelCheckpoint(dirpath=folder / "checkpoints", filename="epoch={epoch:03d}",
-                                   auto_insert_metric_name=False, every_n_epochs=config["checkpoint_every"],
-                                   save_top_k=-1, save_last=True)],
-        log_every_n_steps=1, enable_model_summary=False, enable_progress_bar=not quiet,
-    )
-    checkpoint = None
-    if resume:
-        checkpoint = folder / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
-        if not checkpoint.exists():
-            raise FileNotFoundError(f"no checkpoint to resume from at {checkpoint}")
-    trainer.fit(module, datamodule=data_module, ckpt_path=checkpoint)
-    curve = plot_curves(folder / "metrics.csv", folder / "loss.png", ("train_loss", "v_loss"))
-    metrics = {k: round(float(v), 5) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    summary = {"run": str(folder), "epochs": trainer.current_epoch, "metrics": metrics,
-               "last_checkpoint": str(folder / "checkpoints" / "last.ckpt"), "loss_curve": str(curve)}
-    if trainer.is_global_zero and not quiet:
-        print_json(summary)
-    return summary
+    return command(lambda: train(args.data, config_from_args(DEFAULTS, args, "data", "run", "resume"), args.run,
+                                 args.resume), print_json)
 
 
 if __name__ == "__main__":
