@@ -16,16 +16,13 @@ from benchmark.data import (
     prior,
     prior_batch,
 )
-from noldo.build import BuildSpec, build
 from noldo.grid import sample_grid
 from noldo.store import Layout, SplitWriter, georef_arrays
 
 
 @pytest.fixture(scope="module")
-def demo_store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench") / "demo"
-    build(BuildSpec("demo", "synthetic", samples=64, tile_size=48), root)
-    return root
+def demo_store(synthetic_store):
+    return synthetic_store(samples=64, tile_size=48)
 
 
 def write_store(root, arrays, split="nol", seasons=4):

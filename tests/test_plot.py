@@ -6,7 +6,6 @@ from click.testing import CliRunner
 from matplotlib.image import imread
 
 from noldo import catalog
-from noldo.build import BuildSpec, build
 from noldo.cli import cli
 from noldo.plot import label_colours, plot_sample
 
@@ -16,10 +15,8 @@ def _rgb(hex_colour: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def demo_store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("plot") / "demo"
-    build(BuildSpec("demo", "synthetic", samples=3, tile_size=64), root)
-    return root
+def demo_store(synthetic_store):
+    return synthetic_store(samples=3, tile_size=64)
 
 
 @pytest.mark.parametrize(("args", "panels"), [([], 4 * 3 + 1), (["--season", "2"], 4)])
