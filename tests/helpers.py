@@ -14,6 +14,7 @@ import pandas as pd
 import zarr
 
 from noldo.grid import sample_grid
+from noldo.manifest import write_manifest
 from noldo.store import Layout, SplitWriter, georef_arrays
 
 
@@ -42,7 +43,7 @@ def write_example_store(root: Path, samples: int = 70, seasons: int = 4, size: i
         start, stop = layout.shard_range(shard)
         index = pd.DataFrame({"sample": [f"{split}-{i:07d}" for i in range(start, stop)]})
         writer.write_shard(shard, {k: v[start:stop] for k, v in data.items()}, index)
-    writer.finalize()
+    write_manifest(root, known_hashes=writer.finalize())
     return data
 
 

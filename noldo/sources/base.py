@@ -132,7 +132,8 @@ class Source(ABC):
         return 0, 0
 
     def check(self) -> None:
-        """Fail early (credentials, endpoint, input files) before a build writes anything."""
+        """Fail early (credentials, endpoint, input files) before a build writes anything; nothing by default."""
+        return None
 
     def grid(self, candidate: Candidate) -> Grid:
         """The grid the sample is built on: the candidate's, unless the source knows better."""

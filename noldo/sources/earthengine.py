@@ -37,6 +37,7 @@ ENV_PROJECT, ENV_URL, ENV_CONCURRENCY = "NOLDO_EE_PROJECT", "NOLDO_EE_URL", "NOL
 MAX_REQUEST_BYTES = 48 * 2**20  # computePixels limits (noldo-data.md §7.1)
 MAX_REQUEST_SIDE = 32768
 MAX_REQUEST_BANDS = 1024
+LIST_PAGE_SIZE = 1000  # images per listImages page
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 RETRY_MESSAGES = ("Computation timed out", "Too many concurrent aggregations", "Service unavailable")
 AUTH_HELP = ("run `earthengine authenticate` (stored user credentials), or set NOLDO_EE_SERVICE_ACCOUNT_KEY "
@@ -204,14 +205,27 @@ class EERequestError(NoldoError):
 def list_images(settings: EESettings, collection: str, start: str, end: str, region: dict[str, Any],
                 properties: Sequence[str] = ()) -> list[dict[str, Any]]:
     """All images of ``collection`` in [start, end) intersecting ``region`` (GeoJSON, lon/lat), filtered
-    on the server by ``properties`` (e.g. ``"CLOUDY_PIXEL_PERCENTAGE < 20"``); one ``listImages`` call."""
+    on the server by ``properties`` (e.g. ``"CLOUDY_PIXEL_PERCENTAGE < 20"``).
+
+    One ``listImages`` request per page of ``LIST_PAGE_SIZE`` images, each retried on its own (the
+    client library would otherwise fetch every page inside one call and restart them all on a failure).
+    """
     import ee
 
     initialize(settings)
-    params = {"parent": collection, "startTime": start, "endTime": end, "region": json.dumps(region)}
+    params = {"parent": collection, "startTime": start, "endTime": end, "region": json.dumps(region),
+              "pageSize": LIST_PAGE_SIZE}
     if properties:
         params["properties"] = list(properties)
-    return call("listImages", lambda: ee.data.listImages(dict(params))["images"], settings)
+    images: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = {**params, **({"pageToken": token} if token else {})}
+        answer = call("listImages", lambda page=page: ee.data.listImages(dict(page)), settings)
+        images += answer.get("images") or []
+        token = answer.get("nextPageToken")
+        if not token:
+            return images
 
 
 @dataclass(frozen=True)

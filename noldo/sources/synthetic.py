@@ -22,8 +22,8 @@ from scipy.ndimage import gaussian_filter, map_coordinates
 from scipy.special import ndtr
 
 from noldo.catalog import DW_CLASSES, SEASONS
-from noldo.regions import Candidate
 from noldo.errors import NoldoError
+from noldo.regions import Candidate
 from noldo.sources.base import Fetched, Option, Plan, Rejected, Source
 
 K = len(DW_CLASSES)
