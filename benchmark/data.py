@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 import zarr
 from scipy.ndimage import gaussian_filter
@@ -21,7 +19,8 @@ from torch.utils.data import Dataset
 from benchmark.tasks import get_task
 from noldo import catalog
 from noldo.errors import NoldoError
-from noldo.store import index_path, read_attributes, split_path
+from noldo.location import RootLike
+from noldo.store import Split
 
 NUM_CLASSES = len(catalog.DW_CLASSES)  # the pretraining classes: Dynamic World
 PRIOR_SIGMA, PRIOR_TRUNCATE = 3.0, 4.0
@@ -155,18 +154,17 @@ def augment(arrays: dict[str, np.ndarray], rng: np.random.Generator, crop: int |
 class _StoreDataset(Dataset):
     """Base: a split of a store, opened lazily in whichever process reads it."""
 
-    def __init__(self, root: str | Path, split: str) -> None:
-        self.root, self.split = Path(root), split
-        self.attrs = read_attributes(self.root, split)
-        self.ids = pd.read_parquet(index_path(self.root, split), columns=["sample"])["sample"].tolist()
+    def __init__(self, root: RootLike, split: str) -> None:
+        self.store = Split.open(root, split)  # schema-checked; refuses stores of a newer noldo
+        self.root, self.split, self.layout = self.store.location, split, self.store.layout
+        self.ids = self.store.ids()
         self._group: zarr.Group | None = None
         self._pid: int | None = None
 
     @property
     def group(self) -> zarr.Group:
         if self._group is None or self._pid != os.getpid():
-            store = zarr.storage.LocalStore(split_path(self.root, self.split), read_only=True)
-            self._group, self._pid = zarr.open_group(store, mode="r"), os.getpid()
+            self._group, self._pid = self.store.group(), os.getpid()
         return self._group
 
     def __getstate__(self) -> dict[str, Any]:
@@ -176,7 +174,7 @@ class _StoreDataset(Dataset):
         return len(self.ids)
 
     def _require(self, *arrays: str) -> None:
-        missing = [a for a in arrays if a not in self.attrs["layout"]["arrays"]]
+        missing = [a for a in arrays if a not in self.layout.arrays]
         if missing:
             raise NoldoError(f"split {self.split} of {self.root} has no {', '.join(missing)} array")
 
@@ -199,7 +197,7 @@ class NoLPretrainDataset(_StoreDataset):
     "meta": {...}}``.
     """
 
-    def __init__(self, root: str | Path, split: str = "nol", bands: str | Sequence[int] = "13B",
+    def __init__(self, root: RootLike, split: str = "nol", bands: str | Sequence[int] = "13B",
                  crop: int | None = 256, augment: bool = True, normalization: str = "cromss",
                  rotation: str = "90", season: int | None = None, prior: str = "cpu", seed: int | None = None):
         super().__init__(root, split)
@@ -207,7 +205,7 @@ class NoLPretrainDataset(_StoreDataset):
         self.bands = band_indices("s2", bands)
         self.crop, self.augment, self.normalization = crop, augment, normalization
         self.rotation, self.season, self.prior_mode, self.seed = rotation, season, prior, seed
-        self.seasons = self.attrs["layout"]["seasons"]
+        self.seasons = self.layout.seasons
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, rng = _item_rng(key, self.seed)
@@ -219,7 +217,7 @@ class NoLPretrainDataset(_StoreDataset):
                   "s2": encode(g["s2"][index, season][list(self.bands)][:, rows, cols], "s2", self.bands,
                                self.normalization),
                   "label": labels[season][rows, cols].astype("int64")}
-        if "truth" in self.attrs["layout"]["arrays"]:  # a synthetic store: keep the truth for diagnostics
+        if "truth" in self.layout.arrays:  # a synthetic store: keep the truth for diagnostics
             arrays["truth"] = g["truth"][index][rows, cols].astype("int64")
         if self.prior_mode == "cpu":
             arrays["prior"] = _windowed_prior(labels, season, rows, cols)
@@ -241,7 +239,7 @@ class DownstreamDataset(_StoreDataset):
     ``{"image": (C,h,w), "label": (h,w) int64, "meta": {...}}``.
     """
 
-    def __init__(self, root: str | Path, split: str, task: str = "dw", modality: str = "s2",
+    def __init__(self, root: RootLike, split: str, task: str = "dw", modality: str = "s2",
                  bands: str | Sequence[int] = "13B", crop: int | None = None, augment: bool = False,
                  normalization: str = "cromss", season: int = 0, seed: int | None = None):
         super().__init__(root, split)

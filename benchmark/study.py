@@ -19,6 +19,7 @@ import pandas as pd
 
 from noldo.errors import NoldoError
 from noldo.markdown import table
+from noldo.store import Split
 
 #: The sections of a study config (see benchmark/configs/study-demo.yaml).
 SECTIONS = ("store", "pretrain", "variants", "finetune")
@@ -83,7 +84,7 @@ def finetune_all(data: Path, run: Path, settings: dict[str, Any], checkpoints: d
 
 def diagnostics(data: Path, run: Path, variants: dict[str, dict[str, Any]]) -> str:
     """The simulated label-noise rate and, per pretraining run, the selection precision at its last epoch."""
-    index = pd.read_parquet(data / "nol.parquet")
+    index = Split.open(data, "nol").index()
     noise = index[[c for c in index.columns if c.startswith("noise_t")]].to_numpy().mean()
     rows = []
     for name in variants:

@@ -23,14 +23,14 @@ import torch
 
 from benchmark.data import NUM_CLASSES, NoLPretrainDataset, augment, encode, loader, prior, prior_batch
 from benchmark.perf.common import report
+from noldo.store import Split
 
 
 def write_lmdb(store: Path, target: Path) -> int:
     """The store's nol split as the three CromSS LMDBs (uint8, the SSL4EO-S12 encoding)."""
     import lmdb
-    import zarr
 
-    group = zarr.open_group(store / "nol.zarr", mode="r")
+    group = Split.open(store, "nol").group()
     n = group["s2"].shape[0]
     for name, array in (("s1", "s1"), ("s2c", "s2"), ("labels", "dw")):
         env = lmdb.open(str(target / f"0k_251k_uint8_{name}.lmdb"), map_size=1 << 34)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.perf.common import report
+from noldo.store import Split
 
 _handles: dict = {}
 
@@ -63,9 +64,8 @@ def write_layouts(store: Path, folder: Path) -> dict[str, tuple[str, int]]:
     """GeoTIFF-per-sample (ZSTD, predictor 2) and LMDB copies of the store's S2; path and bytes of each."""
     import lmdb
     import rasterio
-    import zarr
 
-    group = zarr.open_group(store / "nol.zarr", mode="r")
+    group = Split.open(store, "nol").group()
     s2, grids = group["s2"], {"crs_epsg": group["crs_epsg"][:], "transform": group["transform"][:]}
     n, seasons, bands, h, w = s2.shape
     tif = folder / "geotiff"
