@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 	$(BIN)/noldo build --region demo --source synthetic --out $(DEMO) --samples 64
 	$(BIN)/noldo verify $(DEMO)
 	$(BIN)/noldo info $(DEMO)
-	$(BIN)/noldo plot $(DEMO) --sample 0 --out $(DEMO)-plots/sample-0.png
+	$(BIN)/noldo plot $(DEMO) --sample 0 --png $(DEMO)-plots/sample-0.png
 	$(BIN)/python -m benchmark.study --config benchmark/configs/study-demo.yaml --data $(DEMO)
 
 test: $(VENV)/.installed

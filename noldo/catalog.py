@@ -22,7 +22,7 @@ PIXEL_SIZE = 10
 HF_REPO = "vikki23/NoLDO-S12"
 HF_REVISION = "main"
 
-#: The published files of vikki23/NoLDO-S12, by `noldo download --what` value (noldo-data.md §4.1).
+#: The published files of vikki23/NoLDO-S12, by `noldo download --what` value (docs/data.md, "Published files").
 PUBLISHED_FILES: dict[str, tuple[str, ...]] = {
     "nol": ("ssl4eo_s12_nol.zip",),
     "dw": ("ssl4eo_s12_dw.zip",),
@@ -41,7 +41,7 @@ class Band:
     description: str
     wavelength_nm: float | None  # central wavelength (Sentinel-2A); None for radar
     resolution_m: int  # native ground sampling distance
-    mean: float  # normalisation statistics of the original pipeline (cromss-method.md §1.3)
+    mean: float  # normalisation statistics of the original pipeline (docs/method.md)
     std: float
 
 
@@ -66,7 +66,7 @@ S1_BANDS: tuple[Band, ...] = (
     Band("VH", 1, "vertical transmit, horizontal receive (σ⁰, dB)", None, 10, -20.192, 5.912),
 )
 
-#: S2 band subsets by name → band indices (cromss-method.md §1.2).
+#: S2 band subsets by name → band indices (CATALOG.md, "Band subsets and normalisation").
 BAND_SUBSETS: dict[str, tuple[int, ...]] = {
     "13B": tuple(range(13)),
     "9B": (1, 2, 3, 4, 5, 6, 7, 11, 12),
@@ -95,7 +95,7 @@ class LandCoverClass:
 NODATA_COLOUR = "#D9D9D9"
 
 
-#: Dynamic World V1 ``label`` band (noldo-data.md §6.1). Nodata is 255.
+#: Dynamic World V1 ``label`` band (CATALOG.md, "Legends"). Nodata is 255.
 DW_CLASSES: tuple[LandCoverClass, ...] = (
     LandCoverClass(0, "water", "#419BDF"),
     LandCoverClass(1, "trees", "#397D49"),
@@ -108,7 +108,7 @@ DW_CLASSES: tuple[LandCoverClass, ...] = (
     LandCoverClass(8, "snow_and_ice", "#B39FE1"),
 )
 
-#: The 13 osmlanduse classes (CORINE level 2), values 1–13; 0 = no OSM land use (noldo-data.md §6.2).
+#: The 13 osmlanduse classes (CORINE level 2), values 1–13; 0 = no OSM land use (CATALOG.md, "Legends").
 OSM_CLASSES: tuple[LandCoverClass, ...] = (
     LandCoverClass(1, "Urban fabric", "#E6004D", 6),
     LandCoverClass(2, "Arable land", "#FFFFA8", 4),
@@ -126,7 +126,8 @@ OSM_CLASSES: tuple[LandCoverClass, ...] = (
 )
 
 #: OSM class priority, highest first: water and wetlands over mines and industry, over urban, over
-#: vegetation (noldo-data.md §3.2). Rules are tried in this order; it also breaks ties of equal area.
+#: vegetation (CATALOG.md, "From OSM tags to classes"). Rules are tried in this order; it also breaks ties of
+#: equal area.
 OSM_PRIORITY: tuple[int, ...] = (9, 13, 12, 6, 4, 1, 5, 8, 2, 7, 3, 11, 10)
 
 #: OSM tag → class rules (key, value, class), from the osmlanduse legend as CromSS used it; a polygon
@@ -169,12 +170,12 @@ def osm_tags() -> dict[str, list[str]]:
     return tags
 
 
-#: The alternative OSM raster order read from the CromSS README figure (cromss-method.md §11), as our
+#: The alternative OSM raster order read from the CromSS README figure (docs/data.md, "Label encodings"), as our
 #: value for each of its values 1–13; `noldo convert --osm-order readme` applies it.
 OSM_README_ORDER: tuple[int, ...] = (1, 4, 2, 5, 3, 6, 9, 10, 7, 11, 8, 12, 13)
 
 #: DFC2020 simplified IGBP legend and its mapping onto the 8 trainable Dynamic World classes
-#: (noldo-data.md §6.3); ``dw_value`` None = ignored (255): savanna and snow/ice are absent in val/test.
+#: (CATALOG.md, "DFC2020"); ``dw_value`` None = ignored (255): savanna and snow/ice are absent in val/test.
 DFC2020_CLASSES: tuple[LandCoverClass, ...] = (
     LandCoverClass(1, "Forest", "#009900", 1),
     LandCoverClass(2, "Shrubland", "#C6B044", 5),
@@ -207,7 +208,7 @@ class Season:
     reference_date: str  # ISO date; each location subtracts its own day offset from all four dates
 
 
-#: Seasons in chronological order (noldo-data.md §1.2). A location draws one offset d ∈ [0, 365) days;
+#: Seasons in chronological order (CATALOG.md, "Seasons"). A location draws one offset d ∈ [0, 365) days;
 #: season t is searched in [reference − d − 15 days, reference − d + 15 days).
 SEASONS: tuple[Season, ...] = (
     Season(0, "t0", "2020-12-21"),
@@ -231,7 +232,7 @@ class ArrayKind:
     licence: str
 
 
-#: Every array of the store schema (DESIGN.md §3). ``band`` is the S2 band axis; S1 has its own
+#: Every array of the store schema (CATALOG.md, "Store layout"). ``band`` is the S2 band axis; S1 has its own
 #: ``polarization`` axis because xarray needs one size per dimension name.
 ARRAYS: dict[str, ArrayKind] = {
     a.name: a

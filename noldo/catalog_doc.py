@@ -218,8 +218,9 @@ def _osm_rules() -> str:
                                                      for rank, cls in enumerate(c.OSM_PRIORITY)))
         + "\n\nQC against Dynamic World: `osm_coverage` is the labelled fraction; `osm_agreement` the share of "
         "pixels labelled in both whose OSM class maps to the DW class (every season counts). Both are stored in "
-        "the index; `--min-coverage` rejects samples, `--min-agreement` sets `osm_qc` when labels are added to "
-        "an existing split (`--like`).\n\n"
+        "the index. A new `osm` split rejects samples below `--min-coverage`; when labels are added to an "
+        "existing split (`--source osm --like ROOT/SPLIT`) every sample keeps its place, and `osm_qc` (with "
+        "`osm_qc_reason`) flags those below `--min-coverage` or `--min-agreement`.\n\n"
         "**Licence.** OSM-derived arrays (`osm`) are a derivative database of OpenStreetMap: © OpenStreetMap "
         "contributors, under the Open Database License 1.0 (attribution and share-alike). They are kept in "
         "their own array with their own licence attribute."

@@ -1,6 +1,6 @@
 """``noldo convert``: the original NoLDO-S12 zips (GeoTIFF folders) and DFC2020 into noldo stores.
 
-Recognised layouts (noldo-data.md §4):
+Recognised layouts (docs/data.md, "Published files"):
 
 * NoL labels: ``dw_complete_ids.csv`` (ids, sub1..sub4) and ``<id:07d>/<s2 system:index>/label.tif``
   → split ``nol`` with the ``dw`` array (4 seasons, chronological; values 0–8 as published).
@@ -190,7 +190,8 @@ def _check_bands(source: Source, name: str, array: str, data: np.ndarray) -> Non
 
 def _read_item(source: Source, plan: Plan, item: Item, shape: tuple[int, int], osm_order: str):
     """The encoded arrays of one sample (None where a file is missing) and its georeference, taken from the
-    S2 file, else the DW label, S1, and only last the OSM label (whose header is unreliable, §3.1)."""
+    S2 file, else the DW label, S1, and only last the OSM label (whose header is unreliable: docs/data.md,
+    "Georeference of converted tiles")."""
     arrays: dict[str, np.ndarray | None] = {}
     georefs: dict[str, tuple[int | None, tuple[float, ...]]] = {}
     for array in plan.arrays:

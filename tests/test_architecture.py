@@ -6,6 +6,7 @@ See docs/architecture.md for what each module may import.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,3 +104,17 @@ def test_the_checker_finds_a_cycle_through_a_function_level_import(tmp_path):
     graph = import_graph(tmp_path, ("pkg",))
     assert graph["pkg.c"] == {"pkg.a", "pkg.sub"}
     assert cycles(graph) == [["pkg.a", "pkg.sub.b"]]
+
+
+def test_the_architecture_document_names_every_module():
+    text = re.sub(r"```.*?```", "", (REPO / "docs" / "architecture.md").read_text(), flags=re.S)
+    named = {token for cell in re.findall(r"`([^`]+)`", text) for token in re.split(r"[\s,]+", cell)}
+    missing = []
+    for name, path in module_names(REPO, ("noldo", "benchmark")).items():
+        parts = name.split(".")
+        forms = ({f"{parts[-1]}/__init__", f"{parts[-1]}/"} if path.name == "__init__.py"
+                 else {parts[-1], "/".join(parts[1:]), "/".join(parts[-2:])})
+        if not forms & named:
+            missing.append(name)
+    assert missing == [], "modules docs/architecture.md does not name"
+    assert "docs/architecture.md" in (REPO / "README.md").read_text(), "the README links the architecture"

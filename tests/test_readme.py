@@ -41,8 +41,8 @@ SMALL: dict[str, Small] = {
     "--seed 2": Small("--samples 2 --tile-size 64"),
     "noldo verify demo-data": Small(),
     "noldo info demo-data": Small(),
-    "noldo plot demo-data --sample 0 --out sample.png": Small(),
-    "python -m benchmark.cromss --data demo-data --config benchmark/configs/cromss-demo.yaml --out runs/cromss":
+    "noldo plot demo-data --sample 0 --png sample.png": Small(),
+    "python -m benchmark.cromss --data demo-data --config benchmark/configs/cromss-demo.yaml --run runs/cromss":
         Small(TINY_TRAIN),
     "python -m benchmark.finetune --data demo-data --weights runs/cromss/checkpoints/last.ckpt --mode frozen "
     "--modality s2 --config benchmark/configs/finetune-demo.yaml": Small(TINY_FINETUNE),
@@ -62,16 +62,16 @@ SMALL: dict[str, Small] = {
     # OpenStreetMap
     "noldo build --split osm --osm-file helsinki.osm.pbf --region helsinki --samples 1 --out helsinki-osm": Small(),
     "noldo build --region helsinki --source synthetic --samples 1 --out helsinki": Small("--tile-size 96"),
-    "noldo build --split osm --like helsinki/nol --osm-file helsinki.osm.pbf": Small(),
+    "noldo build --source osm --like helsinki/nol --osm-file helsinki.osm.pbf": Small(),
     # published files (HF_ENDPOINT points at the loopback hub)
-    "noldo download --what dw --root noldo-files": Small(),
+    "noldo download --what dw --out noldo-files": Small(),
     "noldo convert noldo-files/ssl4eo_s12_dw.zip --out store": Small(),
     "noldo verify store": Small(),
-    "noldo download --what weights --root noldo-files": Small(),
-    "noldo download --release my-org/noldo-s12 --root release": Small(),
+    "noldo download --what weights --out noldo-files": Small(),
+    "noldo download --release my-org/noldo-s12 --out release": Small(),
     # CromSS, transfer, study
     "python -m benchmark.cromss --data ROOT --config benchmark/configs/cromss-paper.yaml --fusion late --bands 9B "
-    "--devices 4": Small(f"--devices 1 --accelerator cpu --encoder resnet18 {TINY_TRAIN} --out runs/paper",
+    "--devices 4": Small(f"--devices 1 --accelerator cpu --encoder resnet18 {TINY_TRAIN} --run runs/paper",
                          (("ROOT", "demo-data"),)),
     "python -m benchmark.finetune --data ROOT --task dw --modality s2 --weights runs/cromss/checkpoints/last.ckpt "
     "--mode frozen --config benchmark/configs/finetune-paper.yaml": Small(f"--encoder resnet18 {TINY_FINETUNE}",
@@ -86,7 +86,7 @@ SMALL: dict[str, Small] = {
     "python -m benchmark.perf.store_read": Small("--samples 4 --reads 8", slow=True),
     "python -m benchmark.perf.loader --samples 64 --epochs 2": Small("--samples 8 --epochs 1", slow=True),
     "python -m benchmark.cromss --data demo-data --config benchmark/configs/cromss-demo.yaml --epochs 12 --T 8 "
-    "--out runs/demo-cromss": Small(TINY_TRAIN, slow=True),
+    "--run runs/demo-cromss": Small(TINY_TRAIN, slow=True),
     "python -m benchmark.perf.cromss_step --run runs/demo-cromss":
         Small("--encoder resnet18 --batch 2 --size 64 --repeats 1", slow=True),
     "python -m benchmark.perf.cromss_step --size 256 --repeats 3":

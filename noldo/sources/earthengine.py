@@ -34,7 +34,7 @@ MAX_CONCURRENCY = 40  # the default per-project quota of concurrent interactive 
 DEFAULT_CONCURRENCY = 16
 #: Environment variables of the settings (flags win over them).
 ENV_PROJECT, ENV_URL, ENV_CONCURRENCY = "NOLDO_EE_PROJECT", "NOLDO_EE_URL", "NOLDO_EE_CONCURRENCY"
-MAX_REQUEST_BYTES = 48 * 2**20  # computePixels limits (noldo-data.md §7.1)
+MAX_REQUEST_BYTES = 48 * 2**20  # computePixels limits (README, "Earth Engine", quotas)
 MAX_REQUEST_SIDE = 32768
 MAX_REQUEST_BANDS = 1024
 LIST_PAGE_SIZE = 1000  # images per listImages page
