@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from noldo import catalog
-from noldo.errors import NoldoError
+from noldo.errors import choose
 
 #: The ignored label: the Dynamic World nodata of the store schema (cloud-masked or unlabelled pixels).
 IGNORE = int(catalog.array_kind("dw").nodata)
@@ -67,7 +67,4 @@ TASKS: dict[str, Task] = {
 
 def get_task(name: str) -> Task:
     """The task of a name, or a NoldoError listing the tasks."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise NoldoError(f"task must be one of {', '.join(TASKS)}, got {name!r}") from None
+    return choose(TASKS, name, "task")

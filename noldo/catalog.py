@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from noldo.errors import NoldoError
+from noldo.errors import choose
 
 #: Version of the on-disk store schema written by this noldo (group attribute ``schema_version``).
 SCHEMA_VERSION = 1
@@ -75,10 +75,7 @@ BAND_SUBSETS: dict[str, tuple[int, ...]] = {
 
 def band_subset(name: str) -> tuple[int, ...]:
     """Indices of the S2 bands of a named subset, e.g. ``band_subset("9B")``."""
-    try:
-        return BAND_SUBSETS[name]
-    except KeyError:
-        raise NoldoError(f"unknown band subset {name!r}; choose one of {', '.join(BAND_SUBSETS)}") from None
+    return choose(BAND_SUBSETS, name, "band subset")
 
 
 @dataclass(frozen=True)
@@ -262,10 +259,7 @@ GEOREF_ARRAYS = ("crs_epsg", "center_lon", "center_lat", "transform")
 
 def array_kind(name: str) -> ArrayKind:
     """The schema entry of an array name, or a clear error."""
-    try:
-        return ARRAYS[name]
-    except KeyError:
-        raise NoldoError(f"unknown array {name!r}; the schema has {', '.join(ARRAYS)}") from None
+    return choose(ARRAYS, name, "array")
 
 
 @dataclass(frozen=True)

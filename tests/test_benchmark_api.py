@@ -26,7 +26,7 @@ def test_one_ignore_value_and_task_registry():
     np.testing.assert_array_equal(labels, [[IGNORE, 0], [12, 4]])
     np.testing.assert_array_equal(osm.legend_values(labels), [[IGNORE, 1], [13, 5]])
     assert get_task("dfc2020").encoder_depth == 3 and get_task("dfc2020").class_names[-1] == "bare"
-    with pytest.raises(NoldoError, match="task must be one of dw, osm, dfc2020, truth"):
+    with pytest.raises(NoldoError, match="unknown task 'segmentation'; choose one of dw, osm, dfc2020, truth"):
         get_task("segmentation")
 
 

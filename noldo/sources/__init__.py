@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from noldo.errors import NoldoError
+from noldo.errors import choose
 from noldo.sources.base import Fetched, Option, Plan, Rejected, Source, count, counting, in_parallel
 from noldo.sources.ee_source import EarthEngineSource
 from noldo.sources.osm import OsmSource
@@ -26,10 +26,7 @@ __all__ = ["SOURCES", "Fetched", "Option", "Plan", "Rejected", "Source", "count"
 
 def source_class(name: str) -> type[Source]:
     """The source class of a name, or a one-line error listing the sources."""
-    try:
-        return SOURCES[name]
-    except KeyError:
-        raise NoldoError(f"unknown source {name!r}; choose one of {', '.join(SOURCES)}") from None
+    return choose(SOURCES, name, "source")
 
 
 def make_source(name: str, options: Mapping[str, Any], seed: int = 0, seasons: int = 4,
