@@ -231,10 +231,6 @@ class Split:
         attrs = read_attributes(location, name)
         return cls(location, name, attrs, check_schema(attrs, f"{location}/{group_name(name)}"))
 
-    @property
-    def where(self) -> str:
-        return f"{self.location}/{group_name(self.name)}"
-
     def group(self) -> zarr.Group:
         """A fresh read-only handle on the split's Zarr group (one per process: handles must not cross a fork)."""
         return zarr.open_group(self.location.zarr_store(group_name(self.name)), mode="r", use_consolidated=False)
