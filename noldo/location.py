@@ -7,7 +7,6 @@ relative to ``ROOT`` (``nol.zarr/s2/c/0/0/0/0/0``, ``nol.parquet``).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import zarr
 
 from noldo.errors import NoldoError
@@ -87,7 +88,8 @@ class StoreLocation:
         return json.loads(self.read_bytes(rel))
 
     def read_parquet(self, rel: str, columns: list[str] | None = None) -> pd.DataFrame:
-        return pd.read_parquet(io.BytesIO(self.read_bytes(rel)), columns=columns)
+        """A Parquet file as a DataFrame, decoded from an Arrow buffer of its bytes."""
+        return pq.read_table(pa.BufferReader(self.read_bytes(rel)), columns=columns).to_pandas()
 
     def size(self, rel: str) -> int:
         return self._local(rel).stat().st_size
