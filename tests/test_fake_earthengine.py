@@ -204,6 +204,10 @@ def test_s1_passes_are_slices_whose_mosaic_covers_a_sample(fake, catalogue):
     assert all(0.3 < m.mean() < 0.7 for m in each), "each slice images part of the sample"
     mosaic = unimaged(ee.ImageCollection([ee.Image(s["id"]) for s in two]).mosaic())
     assert mosaic.mean() < 0.05 and (mosaic == (each[0] & each[1])).all(), "only the data's own mask remains"
+    joined = pixels(ee.ImageCollection([ee.Image(s["id"]).select(["VV"]) for s in two]).mosaic(), grid)["VV"]
+    for s, missing in zip(two, each, strict=True):
+        vv = pixels(ee.Image(s["id"]).select(["VV"]), grid)["VV"]
+        assert (vv[~missing] == joined[~missing]).all(), "one acquisition: the slices' values join seamlessly"
     # listImages keeps only slices that end before the window does: the first slice, not the second
     window = listing(S1, sample, two[0]["startTime"], two[1]["endTime"])
     assert [s["id"] for s in window] == [two[0]["id"]]

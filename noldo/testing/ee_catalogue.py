@@ -45,6 +45,7 @@ BAND_TYPES = {S2: {b: "<u2" for b in S2_BANDS},
               S1: {"VV": "<f8", "VH": "<f8", "HH": "<f8", "HV": "<f8", "angle": "<f4"},
               CS: {"cs": "<f4", "cs_cdf": "<f4"}}
 SLICE_SECONDS = 25  # a GRD slice is about 25 s of a datatake
+S1A_FIRST_ORBIT = datetime(2014, 4, 3, tzinfo=UTC)  # Sentinel-1A's launch; its repeat cycle is 12 days
 
 
 def _hash(*parts: object) -> int:
@@ -130,6 +131,10 @@ def pixels(image_id: str, band: str, x: np.ndarray, y: np.ndarray) -> tuple[np.n
     if collection == S1:
         if band == "angle":
             return (30 + (col % 1500) / 100).astype("float32").astype("float64"), np.ones(col.shape, bool)
+        # the slices of a pass are one acquisition: their values depend on the datatake, not the slice
+        if m := re.fullmatch(r"S1._IW_GRDH_1S[DS]V_\w{15}_\w{15}_(\d{6})_([0-9A-F]{6})_[0-9A-F]{4}",
+                             image_id.rsplit("/", 1)[1]):
+            h = _hash(S1, m[1], m[2], band)
         values = -25 + (h % 10) + (col % 13) / 2 + (row % 7) / 4
         return values, ~((col % 17 == 0) & (row % 3 == 0))
     if collection == CS:
@@ -208,8 +213,8 @@ class Catalogue:
             ascending = n % 2 == 1
             start = day + (timedelta(hours=17, minutes=5) if ascending else timedelta(hours=5, minutes=25))
             pols = ["VV", "VH"] if n % 4 else ["VV"]
-            orbit = 30000 + round((start - t0).total_seconds() / 86400 * 175 / 12)
-            datatake = 0x03A000 + n * 0x1B
+            orbit = round((start - S1A_FIRST_ORBIT).total_seconds() / 86400 * 175 / 12)  # 175 orbits a cycle
+            datatake = orbit * 9 % 0x1000000
             edges = [a[1], *(south + (north - south) * k / total for k in range(1, total)), a[3]]
             bands = [(edges[k], edges[k + 1]) for k in range(total)]
             if not ascending:
