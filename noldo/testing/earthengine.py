@@ -412,7 +412,7 @@ def _resample(image: list[Band], mode: str = "bilinear") -> list[Band]:
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "Image.constant": lambda value: _constant(value),
+    "Image.constant": _constant,
     "Image.select": _select,
     "Image.resample": _resample,
     "Image.unmask": _unmask,
@@ -570,7 +570,7 @@ class FakeEarthEngine(LoopbackServer):
             raise EvalError("Invalid page token.")
         return offset
 
-    def list_page(self, parent: str, params: dict[str, list[str]]) -> dict[str, Any]:
+    def list_page(self, parent: str, params: dict[str, list[str]]) -> str:
         """One listAssets page: at most ``pageSize`` (and the server's page size) assets from ``pageToken``."""
         query, view = params.get("filter", [""])[0], params.get("view", ["FULL"])[0].upper()
         if parent not in self.catalogue.images:

@@ -24,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import shapely
 from shapely.geometry import Polygon, box, shape
 
 S2 = "COPERNICUS/S2_HARMONIZED"
@@ -84,7 +83,8 @@ class Image:
         if not self.dtypes:
             types = BAND_TYPES.get(collection_of(self.id), {})
             self.dtypes = tuple(types.get(b, "<f8") for b in self.bands)
-        shapely.prepare(self.footprint)
+        # footprints are not prepared: GEOS prepared geometries are not thread-safe (libgeos/geos#825), and
+        # the server answers requests in threads; they are simple polygons anyway
 
     def dtype(self, band: str) -> np.dtype:
         return np.dtype(self.dtypes[self.bands.index(band)])
