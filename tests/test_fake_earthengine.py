@@ -112,6 +112,8 @@ def test_a_partial_scene_is_unimaged_outside_its_listed_footprint(fake):
     assert (default[inside] >= 1000).all()
     filled = pixels(ee.Image(scene["id"]).select(["B4"]).unmask(255, False), grid)["B4"]
     assert (filled[~inside] == 255).all() and (filled[inside] == default[inside]).all()
+    x, y = TO_UTM.transform(lon, lat)
+    assert (fake.catalogue.imaged(scene["id"], x, y, 32632) == inside).all()
 
     index = scene["id"].rsplit("/", 1)[1]
     twins = [s for collection in (DW, CS) for s in listing(collection, sample) if s["id"].endswith(index)]

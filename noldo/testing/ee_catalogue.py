@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import shapely
 from shapely.geometry import Polygon, box, shape
 
 S2 = "COPERNICUS/S2_HARMONIZED"
@@ -234,6 +235,14 @@ class Catalogue:
                 footprint = box(a[0], lat0, a[2], lat1)
                 self.images[S1].append(Image(f"{S1}/{index}", s0, epsg, footprint, props, (*pols, "angle"), s1))
             day, n = day + timedelta(days=6), n + 1
+
+    def imaged(self, image_id: str, x: np.ndarray, y: np.ndarray, epsg: int) -> np.ndarray:
+        """Which map coordinates (in EPSG ``epsg``) lie inside an image's footprint: where the image has
+        pixels at all (its data may still mask some, see :func:`pixels`)."""
+        from pyproj import Transformer
+
+        lon, lat = Transformer.from_crs(epsg, 4326, always_xy=True).transform(x, y)
+        return shapely.contains_xy(self.by_id[image_id].footprint, lon, lat)
 
     def query(self, collection: str, query: str) -> list[Image]:
         """The images of a collection matching an AIP-160 filter as listImages builds it."""
