@@ -19,7 +19,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from noldo.location import RootLike, StoreLocation
 from noldo.manifest import known_hashes, write_manifest
 from noldo.regions import MIN_SPACING_KM, Candidate, capacity, parse_region
 from noldo.regions import candidates as region_candidates
-from noldo.sources import Rejected, Source, counting, in_parallel, make_source, source_for
+from noldo.sources import Rejected, Source, Unfinished, counting, make_source, source_for
 from noldo.store import Layout, Split, SplitWriter, check_split_name, georef_arrays, remove_split
 
 log = logging.getLogger(__name__)
@@ -101,8 +100,9 @@ class Outcome:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # "plan" and per-array provenance
     rejected: str | None = None
+    unfinished: str | None = None  # a passing failure: the sample keeps its place and is retried next run
     requests: Counter = field(default_factory=Counter)  # requests by name, retries and bytes received
-    costs: dict[str, tuple[int, int]] = field(default_factory=dict)  # per array: (requests, bytes) to fetch it
+    costs: tuple[int, dict[str, int]] = (0, {})  # requests and bytes per array that fetching would take
 
 
 def qc_columns(source: str) -> tuple[str, str]:
@@ -129,11 +129,11 @@ def run_candidate(source_spec: Mapping[str, Any], candidate: Candidate, needed: 
             outcome.meta["plan"] = plan.meta if keep is None else {
                 **plan.meta, passed: plan.qc_failure is None, reason: plan.qc_failure}
             if estimate:
-                outcome.costs = {name: source.cost(candidate, plan, name) for name in source.arrays}
-            calls = [partial(source.fetch, candidate, plan, name) for name in needed]
-            results = in_parallel(*calls) if source.parallel_fetch else [call() for call in calls]
-            for name, fetched in zip(needed, results, strict=True):
+                outcome.costs = source.cost(candidate, plan, source.arrays)
+            for name, fetched in (source.fetch_many(candidate, plan, needed) if needed else {}).items():
                 outcome.arrays[name], outcome.meta[name] = fetched.array, fetched.meta
+        except Unfinished as exc:
+            outcome.unfinished, outcome.arrays = str(exc), {}
         except Rejected as exc:
             if keep is None:
                 outcome.rejected, outcome.arrays = str(exc), {}
@@ -258,30 +258,54 @@ def _previous_record(state: Path, record: dict[str, Any], location: StoreLocatio
     return previous
 
 
-def _prepare(spec: BuildSpec, location: StoreLocation) -> tuple[NewSplit | ExtendedSplit, Source, dict[str, Any]]:
-    """Check a build's arguments; returns its target, source and the source spec its tasks receive."""
+def _prepare(spec: BuildSpec, location: StoreLocation,
+             processes: int = 0) -> tuple[NewSplit | ExtendedSplit, Source, dict[str, Any]]:
+    """Check a build's arguments; returns its target, source and the source spec its tasks receive
+    (``processes``: the dask worker processes the tasks run on, 0 for this process)."""
     target = ExtendedSplit(spec, location) if spec.extend else NewSplit(spec, location)
     options = {**spec.options, **spec.runtime}
-    source_spec = {"name": spec.source, "options": options, "seed": spec.seed, "seasons": target.seasons,
-                   "extending": target.extending}
-    source = make_source(spec.source, options, spec.seed, target.seasons, target.extending)
+    context = {"seed": spec.seed, "seasons": target.seasons, "processes": processes,
+               "tag": f"noldo-build-{spec.split}"}
+    source_spec = {"name": spec.source, "options": options, "context": context, "extending": target.extending}
+    source = make_source(spec.source, options, context, target.extending)
     source.check()
     return target, source, source_spec
 
 
-def _executor(workers: int, scheduler: str | None) -> tuple[Callable[..., Any], int, Callable[[], None]]:
-    """``submit(fn, *args)``, the number of parallel slots, and a shutdown function."""
-    if scheduler:
-        try:
-            from distributed import Client
+class _Executor:
+    """Where build tasks run: threads on this machine, or a dask.distributed cluster (``scheduler``)."""
 
-            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise NoldoError(f"cannot connect to the dask scheduler at {scheduler}: {exc}") from None
-        slots = max(1, sum(client.nthreads().values()))
-        return (lambda fn, *args: client.submit(fn, *args, pure=False)), slots, client.close
-    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="noldo-build")
-    return pool.submit, max(1, workers), lambda: pool.shutdown(wait=True, cancel_futures=True)
+    def __init__(self, scheduler: str | None) -> None:
+        self.client = None
+        if scheduler:
+            try:
+                from distributed import Client
+
+                self.client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise NoldoError(f"cannot connect to the dask scheduler at {scheduler}: {exc}") from None
+        self.pool: ThreadPoolExecutor | None = None
+
+    @property
+    def processes(self) -> int:
+        """Worker processes of the cluster (0 without one): they share a service's quota."""
+        return len(self.client.scheduler_info()["workers"]) if self.client else 0
+
+    def start(self, workers: int) -> int:
+        """Get ready to run tasks; returns the number of parallel slots."""
+        if self.client:
+            return max(1, sum(self.client.nthreads().values()))
+        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="noldo-build")
+        return max(1, workers)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.client.submit(fn, *args, pure=False) if self.client else self.pool.submit(fn, *args)
+
+    def close(self) -> None:
+        if self.client:
+            self.client.close()
+        if self.pool:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _lookahead(stream: Iterator[Candidate], submit: Callable[[Candidate], Any], slots: int,
@@ -310,34 +334,42 @@ def plan_build(spec: BuildSpec, root: RootLike | None = None, *, workers: int | 
     bytes a build would fetch. Fetches no pixels and writes nothing (``root`` only names the split to
     extend)."""
     started = time.monotonic()
-    target, source, source_spec = _prepare(spec, StoreLocation.of(root or "."))
+    executor = _Executor(scheduler)
+    try:
+        target, source, source_spec = _prepare(spec, StoreLocation.of(root or "."), executor.processes)
+        slots = executor.start(workers or source.parallelism)
+    except BaseException:
+        executor.close()
+        raise
     keep = target.split.layout if target.extending else None
     wanted_samples = keep.samples if keep else spec.samples
-    submit, slots, shutdown = _executor(workers or source.parallelism, scheduler)
     stream = _lookahead(target.candidates(source, lambda i: True),
-                        lambda c: submit(run_candidate, source_spec, c, (), True, keep), slots, lambda c: False,
-                        lambda: wanted_samples - len(samples))
-    samples, reasons, made, planned = [], Counter(), Counter(), Counter()
+                        lambda c: executor.submit(run_candidate, source_spec, c, (), True, keep), slots,
+                        lambda c: False, lambda: wanted_samples - len(samples))
+    samples, reasons, made, planned, unfinished = [], Counter(), Counter(), Counter(), Counter()
     try:
         for candidate, future in tqdm(stream, desc="plan", unit="candidate", disable=not progress):
             outcome = future.result()
             made.update(outcome.requests)
-            if outcome.rejected:
-                reasons[outcome.rejected.split(":")[0]] += 1
+            if outcome.rejected or outcome.unfinished:
+                (reasons if outcome.rejected else unfinished)[(outcome.rejected or outcome.unfinished)
+                                                              .split(":")[0]] += 1
                 continue
             samples.append({"sample": candidate.sample_id(spec.split), "lon": round(candidate.lon, 6),
                             "lat": round(candidate.lat, 6), "epsg": candidate.grid.epsg, **outcome.meta["plan"]})
-            for name, (requests, size) in outcome.costs.items():
-                planned["requests"] += requests
+            requests, sizes = outcome.costs
+            planned["requests"] += requests
+            for name, size in sizes.items():
                 planned[f"{name}_bytes"] += size
             if len(samples) == wanted_samples:
                 break
     finally:
         stream.close()
-        shutdown()
+        executor.close()
     by_array = {k.removesuffix("_bytes"): v for k, v in planned.items() if k.endswith("_bytes")}
     return {"dry_run": True, "split": spec.split, "source": spec.source, "samples": len(samples),
             "requested": wanted_samples, "rejected": {"total": sum(reasons.values()), "reasons": dict(reasons)},
+            "unfinished": {"total": sum(unfinished.values()), "reasons": dict(unfinished)},
             "search_requests": dict(made - Counter({"bytes": made["bytes"]})),
             "pixel_requests": planned["requests"], "pixel_bytes": sum(by_array.values()),
             "bytes_by_array": by_array, "seconds": round(time.monotonic() - started, 2), "sample_list": samples}
@@ -352,23 +384,35 @@ def build(spec: BuildSpec, root: RootLike, *, workers: int | None = None, schedu
     """
     started = time.monotonic()
     location = StoreLocation.of(root)
-    target, source, source_spec = _prepare(spec, location)
-    writer = target.open(source, overwrite)
+    executor = _Executor(scheduler)
+    try:
+        target, source, source_spec = _prepare(spec, location, executor.processes)
+        writer = target.open(source, overwrite)
+        slots = executor.start(workers or source.parallelism)
+    except BaseException:
+        executor.close()
+        raise
     layout = writer.layout
     keep = layout if target.extending else None
     cache = UnitCache(target.state / "units", source.arrays)
     rejections = RejectionLog(target.state / "rejected.jsonl")
     done = [k for k in range(layout.shards) if writer.shard_done(k)]
     committed = target.committed(writer, done)
+    holes: set[int] = set()  # candidates still failing for a passing reason: they keep their place
 
     def known(index: int) -> bool:
         return index in committed or index in rejections.reasons or cache.complete(index)
 
-    submit, slots, shutdown = _executor(workers or source.parallelism, scheduler)
-    stats, new_rejections = Counter(), Counter()
+    def writable(members: list[Candidate]) -> bool:
+        """A new split writes no shard after a hole (later positions depend on its fate); an extended
+        split, whose positions are fixed, only leaves the hole's own shard pending."""
+        return not any(c.index in holes for c in members) if target.extending else not holes
+
+    stats, new_rejections, unfinished = Counter(), Counter(), Counter()
     bar = tqdm(total=layout.samples, unit="sample", desc=f"build {spec.split}", disable=not progress)
     stream = _lookahead(target.candidates(source, lambda i: not known(i)),
-                        lambda c: submit(run_candidate, source_spec, c, cache.missing(c.index), False, keep), slots,
+                        lambda c: executor.submit(run_candidate, source_spec, c, cache.missing(c.index), False,
+                                                  keep), slots,
                         lambda c: known(c.index), lambda: layout.samples - accepted)
     accepted, fetched, written, buffer = 0, 0, 0, []
     try:
@@ -380,6 +424,9 @@ def build(spec: BuildSpec, root: RootLike, *, workers: int | None = None, schedu
                 if outcome.rejected:
                     rejections.add(candidate.index, candidate.sample_id(spec.split), outcome.rejected)
                     new_rejections[outcome.rejected.split(":")[0]] += 1
+                elif outcome.unfinished:
+                    holes.add(candidate.index)
+                    unfinished[outcome.unfinished.split(":")[0]] += 1
                 else:
                     cache.save(outcome.index, outcome.arrays, outcome.meta)
                     fetched += 1
@@ -392,12 +439,14 @@ def build(spec: BuildSpec, root: RootLike, *, workers: int | None = None, schedu
             if shard not in done:
                 buffer.append(candidate)
                 if position + 1 == layout.shard_range(shard)[1]:
-                    _write(target, writer, cache, shard, buffer)
-                    written, buffer = written + 1, []
+                    if writable(buffer):
+                        _write(target, writer, cache, shard, buffer)
+                        written += 1
+                    buffer = []
             if accepted == layout.samples:
                 break
         else:  # the region ran out of candidates before enough were accepted
-            if accepted < layout.samples:
+            if accepted < layout.samples and not holes:
                 log.warning("region exhausted: %d of %d samples accepted", accepted, layout.samples)
                 writer.resize(accepted)
                 if buffer:
@@ -406,26 +455,27 @@ def build(spec: BuildSpec, root: RootLike, *, workers: int | None = None, schedu
     finally:
         stream.close()
         bar.close()
-        shutdown()
+        executor.close()
     if accepted == 0:
         raise NoldoError(f"no candidate in region {spec.region!r} was accepted; rejections: "
                          f"{dict(Counter(r.split(':')[0] for r in rejections.reasons.values()))}")
-    manifest = write_manifest(location, known_hashes=writer.finalize())
+    manifest = None if holes else write_manifest(location, known_hashes=writer.finalize())
     reasons = Counter(r.split(":")[0] for r in rejections.reasons.values())
     flagged = 0
-    if target.extending:
+    if target.extending and manifest is not None:
         flagged = int((~Split.open(location, spec.split).index([qc_columns(source.name)[0]]).iloc[:, 0]).sum())
     return {
         "root": str(location), "split": spec.split, "source": spec.source, "samples": accepted,
         "requested": layout.samples if target.extending else spec.samples,
-        "exhausted": not target.extending and accepted < spec.samples,
+        "exhausted": not target.extending and accepted < spec.samples, "complete": not holes,
         "rejected": {"total": sum(reasons.values()), "reasons": dict(reasons),
                      "this_run": sum(new_rejections.values())},
+        "unfinished": {"total": len(holes), "reasons": dict(unfinished)},
         "qc_flagged": flagged, "resumed_shards": len(done), "shards_written": written, "fetched": fetched,
         "requests": {k: v for k, v in sorted(stats.items()) if k not in _BYTES},
         "requests_per_sample": round(sum(stats[name] for name in source.requests) / max(1, fetched), 2),
         "bytes": stats["arrays_bytes"], "bytes_received": stats["bytes"],
-        "stored_bytes": manifest["total_bytes"], "seconds": round(time.monotonic() - started, 2),
+        "stored_bytes": manifest["total_bytes"] if manifest else None, "seconds": round(time.monotonic() - started, 2),
     }
 
 

@@ -244,6 +244,8 @@ ARRAYS: dict[str, ArrayKind] = {
                   "OpenStreetMap land use, 13 classes 1–13, 0 = no OSM land use", "odbl-1.0"),
         ArrayKind("truth", ("sample", "y", "x"), "uint8", 255,
                   "known land-cover truth, Dynamic World classes 0–8 (synthetic source only)", "cc0-1.0"),
+        ArrayKind("s2_cloud", ("sample", "season", "y", "x"), "uint8", 255,
+                  "Cloud Score+ cs_cdf × 100 of the S2 scene: 0 = cloud or shadow … 100 = clear", "cloud-score-plus"),
         ArrayKind("crs_epsg", ("sample",), "int32", None, "EPSG code of the sample's UTM grid", "cc0-1.0"),
         ArrayKind("center_lon", ("sample",), "float64", None, "longitude of the sample centre (°)", "cc0-1.0"),
         ArrayKind("center_lat", ("sample",), "float64", None, "latitude of the sample centre (°)", "cc0-1.0"),
@@ -253,7 +255,11 @@ ARRAYS: dict[str, ArrayKind] = {
 }
 
 #: Arrays that hold one value per pixel (the rest are per-sample georeference arrays).
-IMAGE_ARRAYS = ("s2", "s1", "dw", "osm", "truth")
+IMAGE_ARRAYS = ("s2", "s1", "dw", "osm", "truth", "s2_cloud")
+
+#: ``s2_cloud`` at or above this is clear sky (Google's Cloud Score+ example keeps cs_cdf ≥ 0.60; 0.50–0.65
+#: work well); the index's ``s2_clear_tN`` is the share of such pixels.
+CLEAR_THRESHOLD = 60
 GEOREF_ARRAYS = ("crs_epsg", "center_lon", "center_lat", "transform")
 
 
@@ -309,6 +315,9 @@ LICENCES: dict[str, Licence] = {
                 "https://creativecommons.org/licenses/by/4.0/",
                 "This dataset is produced for the Dynamic World Project by Google in partnership with "
                 "National Geographic Society and the World Resources Institute."),
+        Licence("cloud-score-plus", "Creative Commons Attribution 4.0 (Cloud Score+)",
+                "https://creativecommons.org/licenses/by/4.0/",
+                "Cloud Score+ S2_HARMONIZED V1 by Google (Pasquarella et al., CVPR 2023)."),
         Licence("odbl-1.0", "Open Database License 1.0 (OpenStreetMap)",
                 "https://opendatacommons.org/licenses/odbl/1-0/",
                 "© OpenStreetMap contributors. Derived databases must be shared under the ODbL."),

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
 from noldo import catalog as c
 from noldo.markdown import table
 from noldo.store import Layout
@@ -19,14 +15,10 @@ def _nodata(value: object) -> str:
     return "—" if value is None else ("NaN" if value != value else str(value))
 
 
-def _nbytes(layout: Layout, name: str) -> int:
-    return math.prod(layout.shape(name)) * np.dtype(c.ARRAYS[name].dtype).itemsize
-
-
 def split_raw_bytes(split: c.SplitInfo) -> dict[str, int]:
     """Uncompressed bytes of each image array of a published split, from its layout and the array dtypes."""
     layout = Layout(split.samples, split.seasons, split.tile_size, split.tile_size, split.arrays)
-    return {a: _nbytes(layout, a) for a in split.arrays}
+    return {a: layout.nbytes(a) for a in split.arrays}
 
 
 def _gb(n: int) -> str:
@@ -56,7 +48,7 @@ def _sections() -> list[str]:
         "computed from the layout: samples × seasons × bands × height × width × bytes per value of each array "
         "(dimensions and dtypes in the table under *Store layout*), in GB (10⁹ bytes), with the per-array "
         "breakdown in brackets; the georeference arrays add "
-        f"{sum(_nbytes(Layout(1, 1, 1, 1, ()), a) for a in c.GEOREF_ARRAYS)} bytes per sample. The stored files are "
+        f"{sum(Layout(1, 1, 1, 1, ()).nbytes(a) for a in c.GEOREF_ARRAYS)} bytes per sample. The stored files are "
         "smaller (compressed); `noldo info ROOT` reports the decoded `bytes` and the `stored_bytes` of every "
         "array of a real store.\n\n"
         "Other split names (lower-case letters, digits, `_`) are allowed for custom builds.",

@@ -98,6 +98,10 @@ class Layout:
                  "polarization": len(catalog.S1_BANDS), "y": self.height, "x": self.width, "affine": 6}
         return tuple(sizes[d] for d in array_kind(name).dims)
 
+    def nbytes(self, name: str, samples: int | None = None) -> int:
+        """Decoded bytes of an array for ``samples`` samples (default: the whole split)."""
+        return math.prod(self.shape(name, samples)) * np.dtype(array_kind(name).dtype).itemsize
+
     def chunks(self, name: str) -> tuple[int, ...]:
         """Inner chunk: one sample × one season × all bands × the full tile."""
         return tuple(1 if d in ("sample", "season") else s for d, s in zip(array_kind(name).dims,

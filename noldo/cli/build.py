@@ -93,6 +93,10 @@ def command(ctx: click.Context, region: str | None, tiles: str | None, source: s
     else:
         summary = build(spec, root, workers=workers, scheduler=scheduler, overwrite=overwrite, progress=progress(ctx))
     click.echo(dumps(summary))
+    if not summary.get("complete", True):
+        left = summary["unfinished"]
+        raise NoldoError(f"{left['total']} sample(s) could not be finished ({', '.join(left['reasons'])}); every "
+                         "other sample is kept: re-run the same command to retry them")
 
 
 def _extension(ctx: click.Context, out: StoreLocation | None, like: Path, split: str | None, region: str | None,

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from noldo.errors import choose
-from noldo.sources.base import Fetched, Option, Plan, Rejected, Source, count, counting, in_parallel
+from noldo.sources.base import Fetched, Option, Plan, Rejected, Source, Unfinished, count, counting, in_parallel
 from noldo.sources.ee_source import EarthEngineSource
 from noldo.sources.osm import OsmSource
 from noldo.sources.synthetic import SyntheticSource
@@ -20,8 +20,8 @@ from noldo.sources.synthetic import SyntheticSource
 #: Every source by name (``noldo build --source NAME``).
 SOURCES: dict[str, type[Source]] = {cls.name: cls for cls in (SyntheticSource, EarthEngineSource, OsmSource)}
 
-__all__ = ["SOURCES", "Fetched", "Option", "Plan", "Rejected", "Source", "count", "counting", "in_parallel",
-           "make_source", "source_class", "source_for"]
+__all__ = ["SOURCES", "Fetched", "Option", "Plan", "Rejected", "Source", "Unfinished", "count", "counting",
+           "in_parallel", "make_source", "source_class", "source_for"]
 
 
 def source_class(name: str) -> type[Source]:
@@ -29,25 +29,27 @@ def source_class(name: str) -> type[Source]:
     return choose(SOURCES, name, "source")
 
 
-def make_source(name: str, options: Mapping[str, Any], seed: int = 0, seasons: int = 4,
+def make_source(name: str, options: Mapping[str, Any], context: Mapping[str, Any] | None = None,
                 extending: bool = False) -> Source:
-    """A source by name, its options resolved (flag, environment, default) and validated."""
+    """A source by name, its options resolved (flag, environment, default) and validated; ``context``
+    holds facts of the build (``noldo.sources.base.CONTEXT``), of which the source takes those it declares."""
     cls = source_class(name)
-    return cls(**cls.resolve(options, extending), seed=seed, seasons=seasons)
+    facts = {k: v for k, v in (context or {}).items() if k in cls.context}
+    return cls(**cls.resolve(options, extending), **facts)
 
 
 @lru_cache(maxsize=8)
-def _cached_source(name: str, options: tuple[tuple[str, Any], ...], seed: int, seasons: int, extending: bool,
-                   environment: tuple[tuple[str, str], ...]) -> Source:
-    return make_source(name, dict(options), seed, seasons, extending)
+def _cached_source(name: str, options: tuple[tuple[str, Any], ...], context: tuple[tuple[str, Any], ...],
+                   extending: bool, environment: tuple[tuple[str, str], ...]) -> Source:
+    return make_source(name, dict(options), dict(context), extending)
 
 
 def source_for(spec: Mapping[str, Any]) -> Source:
-    """The source described by a build's small picklable spec (see ``BuildSpec.source_spec``), created
-    once per process and per NOLDO_* environment (options may be read from it).
+    """The source described by a build's small picklable spec (``{"name", "options", "context",
+    "extending"}``), created once per process and per NOLDO_* environment (options may be read from it).
 
     Build tasks receive this spec, so they also run on dask.distributed workers.
     """
     environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("NOLDO_")))
-    return _cached_source(spec["name"], tuple(sorted(spec["options"].items())), spec["seed"], spec["seasons"],
-                          spec.get("extending", False), environment)
+    return _cached_source(spec["name"], tuple(sorted(spec["options"].items())),
+                          tuple(sorted(spec["context"].items())), spec["extending"], environment)

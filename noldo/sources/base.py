@@ -7,12 +7,15 @@ A source is one module with one :class:`Source` subclass, registered by one line
 * ``options``: its build options (:class:`Option`), from which ``noldo build`` makes its flags and
   by which every value is validated, whether it comes from the command line or the API;
 * ``parallelism``: how many samples to work on at once by default (``noldo build --workers``);
-  ``parallel_fetch``: whether the arrays of one sample may be fetched concurrently;
 * ``requests``: the names under which it counts its requests (:func:`count`), one per HTTP page;
-* ``reads``: arrays of an existing split it looks at when it adds its arrays to that split.
+* ``reads``: arrays of an existing split it looks at when it adds its arrays to that split;
+* ``context``: the facts of the build its constructor takes, from :data:`CONTEXT` (``seed``,
+  ``seasons`` for every source; ``processes``, the dask worker processes that share a service's
+  quota, 0 for this process alone; ``tag``, a name for the build's requests).
 
 and implements :meth:`Source.plan` (the per-sample search: provenance, or why the sample cannot be
-used), :meth:`Source.fetch` (the pixels of one array on the sample's grid), :meth:`Source.cost`
+used), :meth:`Source.fetch` (the pixels of one array on the sample's grid; :meth:`Source.fetch_many`
+for several at once), :meth:`Source.cost`
 (what a fetch would take, for ``--dry-run``), :meth:`Source.check` (fail early) and
 :meth:`Source.grid` (the sample's grid, which a source may fix, e.g. from a published granule).
 Sources never write the store; the build engine (:mod:`noldo.build`) does.
@@ -40,6 +43,12 @@ from noldo.regions import Candidate
 
 class Rejected(Exception):
     """Raised by a source when a sample cannot be used; the reason is recorded in the build summary."""
+
+
+class Unfinished(Exception):
+    """Raised by a source when a sample could not be finished for a passing reason (a service still
+    overloaded after every retry). The sample keeps its place, its shard stays pending, and re-running
+    the build retries it: sample ids never depend on faults."""
 
 
 @dataclass
@@ -108,6 +117,10 @@ class Option:
         return value
 
 
+#: Every fact of a build a source may take (see ``Source.context``).
+CONTEXT = ("seed", "seasons", "processes", "tag")
+
+
 class Source(ABC):
     """Base of every source; subclasses declare the class attributes and implement plan and fetch."""
 
@@ -116,7 +129,7 @@ class Source(ABC):
     options: ClassVar[tuple[Option, ...]] = ()
     requests: ClassVar[tuple[str, ...]] = ()
     reads: ClassVar[tuple[str, ...]] = ()
-    parallel_fetch: ClassVar[bool] = False
+    context: ClassVar[tuple[str, ...]] = ("seed", "seasons")
     parallelism: int = 2
 
     @abstractmethod
@@ -127,9 +140,14 @@ class Source(ABC):
     def fetch(self, candidate: Candidate, plan: Plan, array: str) -> Fetched:
         """The pixels of one of ``arrays`` on the sample's grid."""
 
-    def cost(self, candidate: Candidate, plan: Plan, array: str) -> tuple[int, int]:
-        """Requests and bytes that fetching ``array`` would take (for ``--dry-run``); none by default."""
-        return 0, 0
+    def fetch_many(self, candidate: Candidate, plan: Plan, arrays: tuple[str, ...]) -> dict[str, Fetched]:
+        """Several arrays of one sample (what the build asks for); one :meth:`fetch` each unless the source
+        can do better (one request for all)."""
+        return {name: self.fetch(candidate, plan, name) for name in arrays}
+
+    def cost(self, candidate: Candidate, plan: Plan, arrays: tuple[str, ...]) -> tuple[int, dict[str, int]]:
+        """What fetching ``arrays`` would take (for ``--dry-run``): requests, and bytes per array; none by default."""
+        return 0, {name: 0 for name in arrays}
 
     def check(self) -> None:
         """Fail early (credentials, endpoint, input files) before a build writes anything; nothing by default."""

@@ -10,20 +10,21 @@ from noldo.sources.scenes import Scene, Window, iso, parse_scenes
 
 COLLECTION = "GOOGLE/DYNAMICWORLD/V1"
 BAND = "label"
+BANDS = (BAND,)
 DTYPE = "uint8"
 NODATA = 255
 
 
-def search(settings: earthengine.EESettings, sample: dict[str, Any], span: Window) -> dict[str, Scene]:
-    """Dynamic World images over the sample in ``span``, by ``system:index``."""
-    assets = earthengine.list_images(settings, COLLECTION, iso(span[0]), iso(span[1]), sample)
-    return {s.index: s for s in parse_scenes(assets, sample)}
+def search(settings: earthengine.EESettings, region: dict[str, Any], span: Window,
+           share: Any = None) -> dict[str, Scene]:
+    """Dynamic World images over ``region`` in ``span``, by ``system:index``."""
+    assets = earthengine.list_images(settings, COLLECTION, iso(span[0]), iso(span[1]), region, (), share)
+    return {s.index: s for s in parse_scenes(assets)}
 
 
-def expression(scenes: Sequence[Scene], names: Sequence[str]):
-    """The ``label`` band (0–8, nearest neighbour) with masked pixels set to 255 before download, so a
-    cloud-masked pixel can never come back as class 0 (water)."""
+def layer(assets: Sequence[str]):
+    """The ``label`` band (0–8, nearest neighbour), 255 wherever the image has no label: masked (cloud) and
+    outside its footprint (``sameFootprint=False``), so nodata can never come back as class 0 (water)."""
     import ee
 
-    layers = [ee.Image(s.id).select([BAND]).unmask(NODATA).toUint8() for s in scenes]
-    return ee.Image.cat(layers).rename(list(names))
+    return ee.Image(assets[0]).select([BAND]).unmask(NODATA, False).toUint8()

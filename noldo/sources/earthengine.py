@@ -1,14 +1,18 @@
 """The Earth Engine seam: every call to Earth Engine goes through here.
 
-Initialisation (credentials, project, endpoint), a concurrency limit, a request-size guard that
-splits pixel requests instead of sending one that must fail, and our own retry policy
-(exponential backoff with full jitter on 429/5xx and connection errors; the client library's own
-retries are switched off so they do not multiply). Tests replace the service, not this module.
+Initialisation (credentials, project, endpoint), one quota for the whole build (requests in flight
+and per second, across a dask cluster: :mod:`noldo.sources.ee_quota`), the retry table by status and
+message (:mod:`noldo.sources.ee_errors`), paginated listings (each page one request, retried on its
+own, shared between the samples of one place), and pixel requests cut to Earth Engine's size limits,
+split further when the server runs out of memory, decoded without copying and checked before use.
+The client library's own retries are off so they do not multiply. Tests replace the service
+(:mod:`noldo.testing.earthengine`), not this module.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import logging
 import math
@@ -16,15 +20,19 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
 
 from noldo.errors import NoldoError
 from noldo.grid import Grid
-from noldo.sources.base import Rejected, count
+from noldo.sources import ee_errors
+from noldo.sources.base import Rejected, Unfinished, count
+from noldo.sources.ee_quota import Quota
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,52 +40,76 @@ T = TypeVar("T")
 HIGH_VOLUME_URL = "https://earthengine-highvolume.googleapis.com"
 MAX_CONCURRENCY = 40  # the default per-project quota of concurrent interactive requests
 DEFAULT_CONCURRENCY = 16
+DEFAULT_RATE = 100.0  # the default per-project quota of requests per second
 #: Environment variables of the settings (flags win over them).
-ENV_PROJECT, ENV_URL, ENV_CONCURRENCY = "NOLDO_EE_PROJECT", "NOLDO_EE_URL", "NOLDO_EE_CONCURRENCY"
-MAX_REQUEST_BYTES = 48 * 2**20  # computePixels limits (README, "Earth Engine", quotas)
+ENV_PROJECT, ENV_URL, ENV_CONCURRENCY, ENV_RATE = ("NOLDO_EE_PROJECT", "NOLDO_EE_URL", "NOLDO_EE_CONCURRENCY",
+                                                   "NOLDO_EE_RATE")
+#: computePixels limits (README, "Earth Engine"): the size counts one mask byte per pixel and band.
+MAX_REQUEST_BYTES = 48 * 2**20
 MAX_REQUEST_SIDE = 32768
 MAX_REQUEST_BANDS = 1024
-LIST_PAGE_SIZE = 1000  # images per listImages page
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-RETRY_MESSAGES = ("Computation timed out", "Too many concurrent aggregations", "Service unavailable")
+LIST_PAGE_SIZE = 1000  # images per listImages page (the most a FULL listing page holds)
+SHARED_LISTINGS = 256  # listings kept per process for the samples of the same place
 AUTH_HELP = ("run `earthengine authenticate` (stored user credentials), or set NOLDO_EE_SERVICE_ACCOUNT_KEY "
              "to a service-account key file, or run `gcloud auth application-default login`")
+_PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 @dataclass(frozen=True)
 class EESettings:
-    """How to reach Earth Engine. Flags win over the environment (see :func:`settings_from`)."""
+    """How to reach Earth Engine. Flags win over the environment (see :func:`settings_from`).
+
+    ``processes`` is the number of dask worker processes that share the quota (0: this process
+    alone); ``tag`` labels pixel requests (``workloadTag``) so a build's cost shows in the Cloud console.
+    """
 
     project: str | None = None
     url: str = HIGH_VOLUME_URL
     key_file: str | None = None
     concurrency: int = DEFAULT_CONCURRENCY
+    rate: float = DEFAULT_RATE
     max_attempts: int = 6
     retry_base: float = 2.0  # seconds; the n-th retry waits uniform(0, min(cap, base · 2ⁿ))
     retry_cap: float = 60.0
     deadline: float = 300.0  # interactive requests must finish within 5 minutes
+    processes: int = 0
+    tag: str | None = None
 
 
 def settings_from(project: str | None = None, url: str | None = None, concurrency: int | None = None,
-                  environ: dict[str, str] | None = None) -> EESettings:
+                  environ: Mapping[str, str] | None = None, rate: float | None = None, processes: int = 0,
+                  tag: str | None = None) -> EESettings:
     """Resolve settings: command-line values first, then NOLDO_EE_* environment variables, then defaults."""
     env = os.environ if environ is None else environ
     concurrency = concurrency or int(env.get(ENV_CONCURRENCY, DEFAULT_CONCURRENCY))
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise NoldoError(f"--ee-concurrency must be 1–{MAX_CONCURRENCY} (the per-project quota), got {concurrency}")
+    rate = rate or float(env.get(ENV_RATE, DEFAULT_RATE))
+    if rate <= 0:
+        raise NoldoError(f"--ee-rate must be a positive number of requests per second, got {rate:g}")
     return EESettings(
         project=project or env.get(ENV_PROJECT) or None,
         url=(url or env.get(ENV_URL) or HIGH_VOLUME_URL).rstrip("/"),
         key_file=env.get("NOLDO_EE_SERVICE_ACCOUNT_KEY") or None,
-        concurrency=concurrency,
+        concurrency=concurrency, rate=rate,
         retry_base=float(env.get("NOLDO_EE_RETRY_BASE_SECONDS", 2.0)),
         deadline=float(env.get("NOLDO_EE_DEADLINE_SECONDS", 300.0)),
+        processes=processes, tag=tag,
     )
 
 
+@dataclass
+class _Client:
+    """What one initialisation gives a process: the settings, the quota, the pixel API resource."""
+
+    settings: EESettings
+    quota: Quota
+    pixels: Any  # the computePixels resource, built once (the client library builds it per call)
+    project_path: str
+
+
 _init_lock = threading.Lock()
-_initialized: EESettings | None = None
-_slots: threading.BoundedSemaphore | None = None
+_client: _Client | None = None
 
 
 def _credentials(settings: EESettings):
@@ -96,20 +128,28 @@ def _credentials(settings: EESettings):
         raise NoldoError(f"no Earth Engine credentials found: {AUTH_HELP}") from None
 
 
+def _project(settings: EESettings, credentials: Any) -> str:
+    """The flag or environment first, then the credentials: a service account's project, or the quota project
+    that ``earthengine set_project`` (or application-default login) stores with user credentials."""
+    project = (settings.project or getattr(credentials, "project_id", None)
+               or getattr(credentials, "quota_project_id", None))
+    if not project:
+        raise NoldoError("no Earth Engine project: pass --ee-project, set NOLDO_EE_PROJECT, or run "
+                         "`earthengine set_project PROJECT` once (the Cloud project registered for Earth Engine)")
+    return project
+
+
 def initialize(settings: EESettings) -> None:
     """Initialise the Earth Engine client once per process (thread-safe); later calls are free."""
-    global _initialized, _slots
+    global _client
     with _init_lock:
-        if _initialized == settings:
+        if _client is not None and _client.settings == settings:
             return
         import ee
         import requests
 
         credentials = _credentials(settings)
-        project = settings.project or getattr(credentials, "project_id", None)
-        if not project:
-            raise NoldoError("no Earth Engine project: pass --ee-project or set NOLDO_EE_PROJECT to the Cloud "
-                             "project registered for Earth Engine")
+        project = _project(settings, credentials)
         try:
             ee.Initialize(credentials, url=settings.url, project=project)
         except ee.EEException as exc:
@@ -126,8 +166,10 @@ def initialize(settings: EESettings) -> None:
         session = ee._state.get_state().requests_session  # one connection per concurrent request
         session.mount("https://", adapter)
         session.mount("http://", adapter)
-        _slots = threading.BoundedSemaphore(settings.concurrency)
-        _initialized = settings
+        if not any(os.environ.get(name) or os.environ.get(name.lower()) for name in _PROXY_ENV):
+            session.trust_env = False  # no proxy or CA settings to read: skip scanning them per request
+        quota = Quota(settings.concurrency, settings.rate, settings.processes, f"noldo-ee-{project}")
+        _client = _Client(settings, quota, ee.data._get_cloud_projects_raw().image(), ee.data._get_projects_path())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -144,57 +186,20 @@ def _status(exc: BaseException) -> int | None:
 
 
 class BadAnswer(Exception):
-    """A pixel answer that is not what was asked for (shape, dtype or bands)."""
+    """A pixel answer that is not what was asked for (bands, shape, dtype kind or size)."""
 
 
-def retryable(exc: BaseException) -> bool:
-    """True for failures worth another attempt: 429/5xx, timeouts, dropped connections, bad answers."""
-    import ee
-
-    if isinstance(exc, ee.EEException):
-        status = _status(exc)
-        return status in RETRY_STATUS if status is not None else any(m in str(exc) for m in RETRY_MESSAGES)
-    if isinstance(exc, NoldoError):
-        return False
-    return isinstance(exc, (OSError, http.client.HTTPException, BadAnswer, ValueError))  # ValueError: torn NPY
-
-
-def call(kind: str, fn: Callable[[], T], settings: EESettings) -> T:
-    """Run one Earth Engine request with the concurrency limit and the retry policy; counts it as ``kind``."""
-    import ee
-
-    count(kind)
-    for attempt in range(settings.max_attempts):
-        if attempt:
-            count("retries")
-        try:
-            with _slots:
-                return fn()
-        except Exception as exc:
-            if not retryable(exc):
-                if not isinstance(exc, ee.EEException):
-                    raise
-                if _status(exc) in (400, 404):  # this sample's request, not the whole build, is at fault
-                    raise Rejected(f"ee: {kind} {_describe(exc)}: {_first_line(exc)}") from None
-                raise EERequestError(kind, exc) from None
-            if attempt + 1 == settings.max_attempts:
-                if isinstance(exc, BadAnswer):
-                    raise Rejected(f"ee: {exc}") from None
-                raise NoldoError(f"Earth Engine {kind} kept failing ({_describe(exc)}) after {attempt + 1} "
-                                 "attempts; re-run the same command later to resume") from None
-            delay = random.uniform(0, min(settings.retry_cap, settings.retry_base * 2**attempt))
-            log.info("%s failed (%s); retry %d in %.1f s", kind, _describe(exc), attempt + 1, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+class _TooHeavy(Exception):
+    """The server ran out of memory for this request: ask for less at a time."""
 
 
 def _describe(exc: BaseException) -> str:
     status = _status(exc)
-    return f"HTTP {status}" if status else f"{type(exc).__name__}: {_first_line(exc)}"
+    return f"HTTP {status}: {_first_line(exc)}" if status else f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 class EERequestError(NoldoError):
-    """Earth Engine rejected a request for a reason another attempt will not fix (e.g. 400, 403, 404)."""
+    """Earth Engine refused a request for a reason another attempt will not fix (401, 403, an unknown refusal)."""
 
     def __init__(self, kind: str, exc: BaseException) -> None:
         status = _status(exc)
@@ -202,17 +207,101 @@ class EERequestError(NoldoError):
         super().__init__(f"Earth Engine {kind} failed{f' (HTTP {status})' if status else ''}: {_first_line(exc)}")
 
 
+def _rule(exc: Exception) -> ee_errors.Rule | None:
+    """What the retry table says about a failure (None: not a failure of the service)."""
+    import ee
+
+    if isinstance(exc, ee.EEException):
+        return ee_errors.action(_status(exc), str(exc))
+    if isinstance(exc, (BadAnswer, *ee_errors.TRANSIENT_ERRORS)) or (
+            isinstance(exc, ValueError) and not isinstance(exc, NoldoError)):  # a torn NPY body
+        return ee_errors.TRANSPORT
+    return None
+
+
+def call(kind: str, fn: Callable[[], T], settings: EESettings, splittable: bool = False) -> T:
+    """Run one Earth Engine request under the quota and the retry table; counts it as ``kind``.
+
+    Raises :class:`Rejected` (this sample's request is at fault), :class:`Unfinished` (still failing
+    with a passing kind after every attempt: the sample waits for the next run), :class:`EERequestError`
+    (the build must stop) or, for a ``splittable`` request, ``_TooHeavy`` (ask for less at a time).
+    """
+    initialize(settings)
+    quota = _client.quota
+    count(kind)
+    for attempt in range(settings.max_attempts):
+        if attempt:
+            count("retries")
+        try:
+            with quota.request():
+                return fn()
+        except Exception as exc:
+            rule = _rule(exc)
+            if rule is None:
+                raise
+            if rule.action == ee_errors.SPLIT and splittable:
+                raise _TooHeavy(_first_line(exc)) from None
+            if rule.action in (ee_errors.REJECT, ee_errors.SPLIT):
+                raise Rejected(f"ee: {kind} {_describe(exc)}") from None
+            if rule.action == ee_errors.STOP:
+                raise EERequestError(kind, exc) from None
+            count(f"retries_{_retry_kind(exc)}")
+            if attempt + 1 == settings.max_attempts:
+                raise Unfinished(f"ee: {kind} still failing after {attempt + 1} attempts ({_describe(exc)})") from None
+            delay = random.uniform(0, min(settings.retry_cap, settings.retry_base * 2**attempt))
+            log.info("%s failed (%s); retry %d in %.1f s", kind, _describe(exc), attempt + 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _retry_kind(exc: BaseException) -> str:
+    """A short name of a retried failure for the summary's counts: the status, or the exception type."""
+    status = _status(exc)
+    if status == 400:
+        return "400_timeout"
+    return str(status) if status else type(exc).__name__
+
+
+# --- listings ---------------------------------------------------------------------------------------
+_listings: OrderedDict[tuple, list[dict[str, Any]]] = OrderedDict()
+_listing_locks: dict[tuple, threading.Lock] = {}
+_listings_lock = threading.Lock()
+
+
 def list_images(settings: EESettings, collection: str, start: str, end: str, region: dict[str, Any],
-                properties: Sequence[str] = ()) -> list[dict[str, Any]]:
+                properties: Sequence[str] = (), share: Any = None) -> list[dict[str, Any]]:
     """All images of ``collection`` in [start, end) intersecting ``region`` (GeoJSON, lon/lat), filtered
     on the server by ``properties`` (e.g. ``"CLOUDY_PIXEL_PERCENTAGE < 20"``).
 
     One ``listImages`` request per page of ``LIST_PAGE_SIZE`` images, each retried on its own (the
     client library would otherwise fetch every page inside one call and restart them all on a failure).
+    With ``share`` (a key naming the place, e.g. a cell of a lattice that ``region`` covers), the
+    listing is made once per process and returned to every caller asking for the same key and filters.
     """
+    if share is None:
+        return _list_pages(settings, collection, start, end, region, properties)
+    key = (settings.url, settings.project, collection, start, end, tuple(properties), share)
+    with _listings_lock:
+        if key in _listings:
+            _listings.move_to_end(key)
+            return _listings[key]
+        lock = _listing_locks.setdefault(key, threading.Lock())
+    with lock:  # one listing per key, even when many samples of the place ask at once
+        with _listings_lock:
+            if key in _listings:
+                return _listings[key]
+        images = _list_pages(settings, collection, start, end, region, properties)
+        with _listings_lock:
+            _listings[key] = images
+            while len(_listings) > SHARED_LISTINGS:
+                _listing_locks.pop(_listings.popitem(last=False)[0], None)
+        return images
+
+
+def _list_pages(settings: EESettings, collection: str, start: str, end: str, region: dict[str, Any],
+                properties: Sequence[str]) -> list[dict[str, Any]]:
     import ee
 
-    initialize(settings)
     params = {"parent": collection, "startTime": start, "endTime": end, "region": json.dumps(region),
               "pageSize": LIST_PAGE_SIZE}
     if properties:
@@ -228,6 +317,7 @@ def list_images(settings: EESettings, collection: str, start: str, end: str, reg
             return images
 
 
+# --- pixels -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Block:
     """One pixel request: a range of output bands on a window of the grid."""
@@ -237,22 +327,41 @@ class Block:
     cols: slice
 
 
-def split_request(height: int, width: int, band_bytes: int, bands: int) -> list[Block]:
+def split_request(height: int, width: int, band_bytes: int | Sequence[int], bands: int | None = None) -> list[Block]:
     """Cut a (bands, height, width) request into blocks that each respect the computePixels limits.
 
-    Bands are grouped first (whole tiles are cheapest); only a band too large for one request is cut
-    into windows of at most ``MAX_REQUEST_SIDE`` pixels per side and ``MAX_REQUEST_BYTES``.
+    ``band_bytes`` is the bytes per pixel of every band (one number for all ``bands``, or one per
+    band); the server adds one mask byte per pixel and band. Consecutive bands are grouped first
+    (whole tiles are cheapest); only a band too large for one request is cut into windows of at most
+    ``MAX_REQUEST_SIDE`` pixels per side and ``MAX_REQUEST_BYTES``.
     """
-    limit, side, max_bands = MAX_REQUEST_BYTES, MAX_REQUEST_SIDE, MAX_REQUEST_BANDS
-    per_band = height * width * band_bytes
-    if per_band <= limit and max(height, width) <= side:
-        group = min(bands, max_bands, limit // per_band)
-        return [Block(slice(b, min(b + group, bands)), slice(0, height), slice(0, width))
-                for b in range(0, bands, group)]
-    cols = min(width, side, max(1, limit // band_bytes))
-    rows = max(1, min(height, side, limit // (cols * band_bytes)))
-    return [Block(slice(b, b + 1), slice(r, min(r + rows, height)), slice(c, min(c + cols, width)))
-            for b in range(bands) for r in range(0, height, rows) for c in range(0, width, cols)]
+    sizes = [band_bytes] * bands if isinstance(band_bytes, int) else list(band_bytes)
+    limit, side = MAX_REQUEST_BYTES, MAX_REQUEST_SIDE
+    pixels = height * width
+    blocks, start, used = [], 0, 0
+    for b, size in enumerate(sizes):
+        per_band = pixels * (size + 1)
+        if per_band > limit or max(height, width) > side:
+            if b > start:
+                blocks.append(Block(slice(start, b), slice(0, height), slice(0, width)))
+            blocks += _windows(b, height, width, size + 1)
+            start, used = b + 1, 0
+            continue
+        if used + per_band > limit or b - start == MAX_REQUEST_BANDS:
+            blocks.append(Block(slice(start, b), slice(0, height), slice(0, width)))
+            start, used = b, 0
+        used += per_band
+    if start < len(sizes):
+        blocks.append(Block(slice(start, len(sizes)), slice(0, height), slice(0, width)))
+    return blocks
+
+
+def _windows(band: int, height: int, width: int, pixel_bytes: int) -> list[Block]:
+    limit, side = MAX_REQUEST_BYTES, MAX_REQUEST_SIDE
+    cols = min(width, side, max(1, limit // pixel_bytes))
+    rows = max(1, min(height, side, limit // (cols * pixel_bytes)))
+    return [Block(slice(band, band + 1), slice(r, min(r + rows, height)), slice(c, min(c + cols, width)))
+            for r in range(0, height, rows) for c in range(0, width, cols)]
 
 
 def _grid_request(grid: Grid, block: Block) -> dict[str, Any]:
@@ -264,40 +373,93 @@ def _grid_request(grid: Grid, block: Block) -> dict[str, Any]:
             "crsCode": grid.crs}
 
 
-def compute_pixels(settings: EESettings, expression: Any, band_ids: Sequence[str], grid: Grid,
-                   dtype: str) -> np.ndarray:
-    """Compute ``expression`` on ``grid``: a (bands, height, width) array of ``dtype``, split as needed.
+def compute_pixels(settings: EESettings, expression: Mapping[str, Any], bands: Sequence[tuple[str, str]],
+                   grid: Grid) -> dict[str, np.ndarray]:
+    """Compute a serialised ``expression`` on ``grid``: every band of ``bands`` (name, dtype) as a
+    (height, width) array of its dtype, in as few requests as the limits allow.
 
-    Every answer is checked (band names, shape, dtype) before it is used.
+    Each band keeps its own dtype (one request may mix uint16, float32 and uint8 bands). A request the
+    server runs out of memory for is split in two, down to single bands; every answer is checked
+    (band names, shape, dtype kind and size, byte order) before use.
     """
-    import ee
-
     initialize(settings)
-    dtype = np.dtype(dtype)
-    out = np.empty((len(band_ids), grid.height, grid.width), dtype)
-    for block in split_request(grid.height, grid.width, dtype.itemsize, len(band_ids)):
-        names = list(band_ids[block.bands])
-        request = {"expression": expression, "fileFormat": "NUMPY_NDARRAY", "bandIds": names,
-                   "grid": _grid_request(grid, block)}
-        shape = (block.rows.stop - block.rows.start, block.cols.stop - block.cols.start)
-
-        def fetch(request=request, names=names, shape=shape) -> np.ndarray:
-            answer = ee.data.computePixels(request)
-            return _check_answer(answer, names, shape, dtype)
-
-        out[block.bands, block.rows, block.cols] = call("computePixels", fetch, settings)
-        count("bytes", math.prod(shape) * len(names) * dtype.itemsize)
+    dtypes = {name: np.dtype(dtype) for name, dtype in bands}
+    names = [name for name, _ in bands]
+    out = {name: np.empty(grid.shape, dtypes[name]) for name in names}
+    work = split_request(grid.height, grid.width, [dtypes[n].itemsize for n in names])
+    while work:
+        block = work.pop()
+        wanted = names[block.bands]
+        try:
+            answer = call("computePixels", partial(_fetch, expression, wanted, grid, block, settings, dtypes),
+                          settings, splittable=True)
+        except _TooHeavy as exc:
+            work += _halves(block, wanted, grid, dtypes, exc)
+            continue
+        for name in wanted:
+            out[name][block.rows, block.cols] = answer[name]
+        count("bytes", sum(answer[name].nbytes for name in wanted))
     return out
 
 
-def _check_answer(answer: Any, names: list[str], shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-    if not isinstance(answer, np.ndarray) or answer.dtype.names is None:
-        raise BadAnswer(f"computePixels returned {type(answer).__name__}, not a structured array")
+def _halves(block: Block, wanted: list[str], grid: Grid, dtypes: Mapping[str, np.dtype],
+            exc: _TooHeavy) -> list[Block]:
+    """Two smaller requests for a block the server had no memory for; a single band is rejected instead."""
+    count("splits")
+    if len(wanted) == 1:
+        size = (block.rows.stop - block.rows.start) * (block.cols.stop - block.cols.start) * (
+            dtypes[wanted[0]].itemsize + 1)
+        raise Rejected(f"ee: computePixels {exc} even for one band ({wanted[0]}, {size} bytes)")
+    middle = block.bands.start + len(wanted) // 2
+    return [replace(block, bands=slice(block.bands.start, middle)),
+            replace(block, bands=slice(middle, block.bands.stop))]
+
+
+def _fetch(expression: Mapping[str, Any], names: list[str], grid: Grid, block: Block, settings: EESettings,
+           dtypes: Mapping[str, np.dtype]) -> np.ndarray:
+    """One computePixels request with a pre-serialised expression; the NPY answer decoded in place and checked."""
+    import ee
+
+    body = {"expression": expression, "fileFormat": "NPY", "bandIds": names, "grid": _grid_request(grid, block)}
+    if settings.tag:
+        body["workloadTag"] = settings.tag
+    data = ee.data._execute_cloud_call(_client.pixels.computePixels(project=_client.project_path, body=body),
+                                       num_retries=0)
+    answer = decode_npy(data)
+    _check_answer(answer, names, (block.rows.stop - block.rows.start, block.cols.stop - block.cols.start), dtypes)
+    return answer
+
+
+def decode_npy(data: bytes) -> np.ndarray:
+    """A NumPy .npy answer as an array viewing ``data`` (no copy); truncated or foreign bodies raise ValueError."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise BadAnswer(f"computePixels returned {type(data).__name__}, not NPY bytes")
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                             else np.lib.format.read_array_header_2_0)(stream)
+    if fortran or dtype.hasobject:
+        raise BadAnswer("computePixels returned a Fortran-ordered or object array")
+    answer = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=stream.tell())
+    return answer.reshape(shape)
+
+
+def _check_answer(answer: np.ndarray, names: list[str], shape: tuple[int, int],
+                  dtypes: Mapping[str, np.dtype]) -> None:
+    if answer.dtype.names is None:
+        raise BadAnswer(f"computePixels returned {answer.dtype}, not a structured array")
     if list(answer.dtype.names) != names:
         raise BadAnswer(f"computePixels returned bands {list(answer.dtype.names)}, asked for {names}")
     if answer.shape != shape:
         raise BadAnswer(f"computePixels returned shape {answer.shape}, asked for {shape}")
-    wrong = [n for n in names if answer.dtype[n] != dtype]
-    if wrong:
-        raise BadAnswer(f"computePixels returned {answer.dtype[wrong[0]]} for {wrong[0]}, expected {dtype}")
-    return np.stack([answer[n] for n in names])
+    for name in names:
+        got, want = answer.dtype[name], dtypes[name]
+        if (got.kind, got.itemsize) != (want.kind, want.itemsize):  # byte order may differ: assignment converts
+            raise BadAnswer(f"computePixels returned {got} for {name}, expected {want}")
+
+
+def serialize(image: Any) -> dict[str, Any]:
+    """An ``ee.Image`` as the expression graph computePixels takes."""
+    import ee
+
+    return ee.serializer.encode(image, for_cloud_api=True)

@@ -1,31 +1,44 @@
-"""The ``earthengine`` source: S2 L1C, S1 GRD and Dynamic World for each season of a sample, on its grid.
+"""The ``earthengine`` source: S2 L1C, S1 GRD, Dynamic World and Cloud Score+ per season of a sample, on its grid.
 
-Per sample: one ``listImages`` per collection covering all seasons at once, the scene choice on the
-returned metadata, then one ``computePixels`` per modality for all seasons (split only when the
-request-size guard says so).
+Per sample: the scene listings of its place (shared by every sample of the same lattice cell, so a
+regional build lists each collection a few times in all), the scene choice on the returned metadata
+and footprints, then one ``computePixels`` for every modality and season at once (more only where
+Earth Engine's size limits force it).
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
+import shapely
+from shapely.geometry import shape
 
-from noldo.catalog import SEASONS
-from noldo.encodings import EXPERT_DW
+from noldo.catalog import CLEAR_THRESHOLD, SEASONS
 from noldo.errors import NoldoError
+from noldo.grid import Grid, sample_grid
 from noldo.regions import Candidate
-from noldo.sources import dynamic_world, earthengine, sentinel1, sentinel2
+from noldo.sources import cloud_score, dynamic_world, earthengine, ee_expressions, sentinel1, sentinel2
 from noldo.sources.base import Fetched, Option, Plan, Rejected, Source, in_parallel
-from noldo.sources.scenes import Scene, footprint, iso, season_windows
+from noldo.sources.expert_labels import ExpertLabels
+from noldo.sources.scenes import (
+    Scene,
+    campaign_span,
+    coverage,
+    footprint,
+    imaged_fraction,
+    iso,
+    listing_cell,
+    season_windows,
+    touching,
+)
 
-_MODULES = {"s2": sentinel2, "s1": sentinel1, "dw": dynamic_world}
-_BANDS = {"s2": sentinel2.BANDS, "s1": sentinel1.BANDS, "dw": (dynamic_world.BAND,)}
-_NODATA = {"s2": sentinel2.NODATA, "s1": np.nan, "dw": dynamic_world.NODATA}
+_NODATA = {"s2": sentinel2.NODATA, "s1": np.nan, "dw": dynamic_world.NODATA, "s2_cloud": cloud_score.NODATA}
+_MGRS_TILE = re.compile(r"_T(\d{2})([C-HJ-NP-X])[A-Z]{2}$")
 
 
 def read_scene_table(path: str) -> dict[str, tuple[str, ...]]:
@@ -53,21 +66,32 @@ def _index_date(index: str) -> datetime:
         raise NoldoError(f"{index!r} is not a Sentinel-2 system:index (YYYYMMDDT..._T..)") from None
 
 
+def granule_epsg(index: str) -> int | None:
+    """The UTM zone of an S2 granule from its MGRS tile (``..._T31UFU`` → EPSG:32631; bands C–M are south)."""
+    match = _MGRS_TILE.search(index)
+    if not match:
+        return None
+    zone, band = int(match[1]), match[2]
+    return (32600 if band >= "N" else 32700) + zone
+
+
 class EarthEngineSource(Source):
     """NoLDO-S12 samples from Google Earth Engine; the options are declared in ``options`` below.
 
     Args:
-        seed, seasons: from the build (4 seasons for ``nol``).
+        seed, seasons, processes, tag: from the build (``Source.context``).
     """
 
     name = "earthengine"
-    arrays = ("s2", "s1", "dw")
+    arrays = ("s2", "s1", "dw", "s2_cloud")
     requests = ("listImages", "computePixels")
-    parallel_fetch = True  # the modalities of a sample are independent requests
+    context = ("seed", "seasons", "processes", "tag")
     options = (
         Option("max_cloud", click.FloatRange(0, 100), 20.0,
                "S2 scenes need CLOUDY_PIXEL_PERCENTAGE below this (SSL4EO-S12: 20)."),
         Option("allow_missing", click.BOOL, False, "keep samples lacking a modality in a season, with nodata there."),
+        Option("allow_partial", click.BOOL, False,
+               "keep samples that no scene covers whole in a season, with nodata where unimaged."),
         Option("scenes", click.Path(exists=True, dir_okay=False), None,
                "rebuild published samples from a NoL id table (ids,sub1..sub4 = S2 system:index per season); use "
                "with --region LOCATIONS.csv."),
@@ -81,18 +105,27 @@ class EarthEngineSource(Source):
         Option("ee_url", click.STRING, None, "API endpoint [default: the high-volume endpoint].",
                env=earthengine.ENV_URL, runtime=True),
         Option("ee_concurrency", click.IntRange(1, earthengine.MAX_CONCURRENCY), earthengine.DEFAULT_CONCURRENCY,
-               f"concurrent requests, at most the per-project quota of {earthengine.MAX_CONCURRENCY}.",
-               env=earthengine.ENV_CONCURRENCY, runtime=True),
+               f"requests in flight for the whole build (all cluster workers together), at most the per-project "
+               f"quota of {earthengine.MAX_CONCURRENCY}.", env=earthengine.ENV_CONCURRENCY, runtime=True),
+        Option("ee_rate", click.FloatRange(0, min_open=True), earthengine.DEFAULT_RATE,
+               "requests per second for the whole build (every listing page counts), at most the project's quota.",
+               env=earthengine.ENV_RATE, runtime=True),
+        Option("ee_combine", click.BOOL, True,
+               "one pixel request for all modalities of a sample (more only where the size limits force it); "
+               "--no-ee-combine asks one per modality.", runtime=True),
     )
 
     def __init__(self, seed: int = 0, seasons: int = 4, max_cloud: float = 20.0, allow_missing: bool = False,
-                 scenes: str | None = None, season_dates: str | None = None, jitter: bool = True,
-                 labels: str | None = None, ee_project: str | None = None, ee_url: str | None = None,
-                 ee_concurrency: int | None = None):
-        self.settings = earthengine.settings_from(ee_project, ee_url, ee_concurrency)
+                 allow_partial: bool = False, scenes: str | None = None, season_dates: str | None = None,
+                 jitter: bool = True, labels: str | None = None, ee_project: str | None = None,
+                 ee_url: str | None = None, ee_concurrency: int | None = None, ee_rate: float | None = None,
+                 ee_combine: bool = True, processes: int = 0, tag: str | None = None):
+        self.settings = earthengine.settings_from(ee_project, ee_url, ee_concurrency, rate=ee_rate,
+                                                  processes=processes, tag=tag)
         self.labels = ExpertLabels(labels) if labels else None
         self.parallelism = self.settings.concurrency
-        self.max_cloud, self.allow_missing, self.jitter = max_cloud, allow_missing, jitter
+        self.max_cloud, self.allow_missing, self.allow_partial = max_cloud, allow_missing, allow_partial
+        self.jitter, self.combine = jitter, ee_combine
         indices = range(len(SEASONS)) if seasons == len(SEASONS) else (2,)
         self.reference_dates = [SEASONS[s].reference_date for s in indices]
         if season_dates:
@@ -110,6 +143,14 @@ class EarthEngineSource(Source):
         """Initialise Earth Engine now, so bad credentials or a wrong --ee-url fail before anything is written."""
         earthengine.initialize(self.settings)
 
+    def grid(self, candidate: Candidate) -> Grid:
+        """A published location keeps the UTM zone of its published granule (no scene is reprojected)."""
+        row = self.scene_table.get(candidate.key) if self.scene_table else None
+        epsg = granule_epsg(row[0]) if row else None
+        if epsg is None or epsg == candidate.grid.epsg:
+            return candidate.grid
+        return sample_grid(candidate.lon, candidate.lat, candidate.grid.height, epsg=epsg)
+
     def _windows(self, candidate: Candidate) -> list[tuple[datetime, datetime]]:
         if candidate.date is not None:  # a downstream tile: ±15 days around its label date
             day = datetime.fromisoformat(candidate.date).replace(tzinfo=UTC)
@@ -122,71 +163,125 @@ class EarthEngineSource(Source):
         offset = candidate.day_offset if self.jitter else 0
         return season_windows(offset, reference_dates=self.reference_dates)
 
+    def _listings(self, candidate: Candidate, sample: dict[str, Any], windows: list[tuple[datetime, datetime]]):
+        """(S2 scenes, DW by index, S1 passes, Cloud Score+ by index) for a sample, searched concurrently.
+
+        Seasonal samples share the listings of their lattice cell over every day the recipe can reach;
+        tiles and published scenes list their own footprint and days.
+        """
+        if candidate.date is None and self.scene_table is None:
+            cell, region = listing_cell(candidate.lon, candidate.lat)
+            span = s1_span = campaign_span(self.reference_dates, self.jitter)
+            share = (cell, self.jitter, tuple(self.reference_dates))
+        else:
+            region, share = sample, None
+            span = (min(w[0] for w in windows), max(w[1] for w in windows))
+            s1_span = (span[0] - timedelta(days=15), span[1] + timedelta(days=15)) if self.scene_table else span
+        s2, dw, s1, cs = in_parallel(
+            lambda: sentinel2.search(self.settings, region, span, self.max_cloud, share),
+            lambda: dynamic_world.search(self.settings, region, span, share) if self.labels is None else {},
+            lambda: sentinel1.search(self.settings, region, s1_span, share),
+            lambda: cloud_score.search(self.settings, region, span, share))
+        return s2, dw, s1, cs
+
     def plan(self, candidate: Candidate) -> Plan:
-        """Search the three collections once and choose the scenes of every season."""
-        sample = footprint(candidate.grid)
+        """Search the collections and choose the scenes of every season."""
+        grid = candidate.grid
+        sample = footprint(grid)
+        geometry = shape(sample)
+        shapely.prepare(geometry)
         windows = self._windows(candidate)
-        span = (min(w[0] for w in windows), max(w[1] for w in windows))
-        s1_span = (span[0] - timedelta(days=15), span[1] + timedelta(days=15)) if self.scene_table else span
-        s2_scenes, dw_scenes, s1_scenes = in_parallel(
-            lambda: sentinel2.search(self.settings, sample, span, self.max_cloud),
-            lambda: dynamic_world.search(self.settings, sample, span) if self.labels is None else {},
-            lambda: sentinel1.search(self.settings, sample, s1_span))
+        s2_all, dw_scenes, s1_all, cs_scenes = self._listings(candidate, sample, windows)
+        s2_scenes, s1_scenes = touching(s2_all, geometry), touching(s1_all, geometry)
+        covered: dict[str, float] = {}
+
+        def cover(scene: Scene) -> float:
+            if scene.id not in covered:
+                covered[scene.id] = coverage(scene, geometry)
+            return covered[scene.id]
+
         if candidate.date is not None:  # tiles keep to their own UTM zone; labels come from files
-            s2_scenes = [s for s in s2_scenes if s.epsg == candidate.grid.epsg]
+            s2_scenes = [s for s in s2_scenes if s.epsg == grid.epsg]
         labelled = [s for s in s2_scenes if s.index in dw_scenes] if self.labels is None else s2_scenes
-        chosen: dict[str, list[Scene | None]] = {"s2": [], "s1": [], "dw": []}
+        chosen: dict[str, list[Scene | None]] = {"s2": [], "s1": [], "dw": [], "s2_cloud": []}
         meta: dict[str, Any] = {"day_offset": candidate.day_offset if self.jitter else 0}
         for t, window in enumerate(windows):
-            if candidate.date is not None:
-                label_day = window[0] + (window[1] - window[0]) / 2
-                s2 = sentinel2.pick_near(s2_scenes, window, label_day)
-                missing_s2 = (f"s2: no scene under {self.max_cloud:g}% cloud in EPSG:{candidate.grid.epsg} within "
-                              f"15 days of {candidate.date}")
-            elif self.scene_table is not None:
-                index = self.scene_table[candidate.key][t]
-                s2 = next((s for s in s2_scenes if s.index == index), None)
-                missing_s2 = f"s2: published scene {index} not found (or over {self.max_cloud:g}% cloud)"
-            else:
-                s2 = sentinel2.pick(labelled, window, candidate.grid.epsg)
-                s2 = s2 or (sentinel2.pick(s2_scenes, window, candidate.grid.epsg) if self.allow_missing else None)
-                missing_s2 = (f"s2: no scene under {self.max_cloud:g}% cloud with a Dynamic World image in season "
-                              f"t{t} ({window[0]:%Y-%m-%d} – {window[1]:%Y-%m-%d})")
+            s2, missing_s2 = self._pick_s2(candidate, t, window, s2_scenes, labelled, cover)
             dw = (dw_scenes.get(s2.index) if s2 else None) if self.labels is None else self.labels.find(candidate)
             target = s2.time if s2 else window[0] + (window[1] - window[0]) / 2
             s1_window = (target - timedelta(days=15), target + timedelta(days=15)) if self.scene_table else window
-            s1 = sentinel1.pick(s1_scenes, s1_window, target)
+            s1 = sentinel1.pick(s1_scenes, s1_window, target, cover)
             missing_dw = (f"labels: no file for tile {candidate.key} under --labels" if self.labels
                           else f"dw: no Dynamic World image for {s2.index if s2 else '-'}")
             for name, scene, reason in (("s2", s2, missing_s2), ("dw", dw, missing_dw),
                                         ("s1", s1, f"s1: no IW scene with VV and VH in season t{t}")):
                 if scene is None and not self.allow_missing:
                     raise Rejected(reason)
+                if scene is not None and cover(scene) < 1 and not self.allow_partial:
+                    raise Rejected(f"{name}: no scene covers the sample in season t{t}")
                 chosen[name].append(scene)
-                meta[f"{name}_id_t{t}"] = scene.index if scene else None
-                meta[f"{name}_time_t{t}"] = iso(scene.time) if scene else None
+            chosen["s2_cloud"].append(cs_scenes.get(s2.index) if s2 else None)
+            for name, scenes in chosen.items():
+                scene = scenes[t]
+                meta[f"{name}_id_t{t}"] = scene.label if scene else None
+                if name != "s2_cloud":  # the score shares its S2 scene's time
+                    meta[f"{name}_time_t{t}"] = iso(scene.time) if scene else None
+                meta[f"{name}_imaged_t{t}"] = imaged_fraction(scene, grid, geometry)
             meta[f"s2_cloud_pct_t{t}"] = s2.properties.get("CLOUDY_PIXEL_PERCENTAGE") if s2 else None
             meta[f"s2_epsg_t{t}"] = s2.epsg if s2 else None
             meta[f"s2_baseline_t{t}"] = s2.properties.get("PROCESSING_BASELINE") if s2 else None
             meta[f"s1_pass_t{t}"] = s1.properties.get("orbitProperties_pass") if s1 else None
         return Plan(meta, chosen)
 
+    def _pick_s2(self, candidate: Candidate, t: int, window, s2_scenes, labelled, cover) -> tuple[Scene | None, str]:
+        """The S2 scene of season ``t`` and the rejection reason should there be none."""
+        if candidate.date is not None:
+            label_day = window[0] + (window[1] - window[0]) / 2
+            return (sentinel2.pick_near(s2_scenes, window, label_day, cover),
+                    f"s2: no scene under {self.max_cloud:g}% cloud in EPSG:{candidate.grid.epsg} within 15 days of "
+                    f"{candidate.date}")
+        if self.scene_table is not None:
+            index = self.scene_table[candidate.key][t]
+            return (next((s for s in s2_scenes if s.index == index), None),
+                    f"s2: published scene {index} not found (or over {self.max_cloud:g}% cloud)")
+        s2 = sentinel2.pick(labelled, window, candidate.grid.epsg, cover)
+        s2 = s2 or (sentinel2.pick(s2_scenes, window, candidate.grid.epsg, cover) if self.allow_missing else None)
+        return s2, (f"s2: no scene under {self.max_cloud:g}% cloud with a Dynamic World image in season t{t} "
+                    f"({window[0]:%Y-%m-%d} – {window[1]:%Y-%m-%d})")
+
+    def _layers(self, plan: Plan, array: str) -> list[ee_expressions.Layer]:
+        return [(array, t, scene.assets) for t, scene in enumerate(plan.context[array]) if scene is not None]
+
     def fetch(self, candidate: Candidate, plan: Plan, array: str) -> Fetched:
-        """All seasons of one modality in one computePixels request (split only by the size guard)."""
-        if array == "dw" and self.labels is not None:
-            return self.labels.read(plan.context["dw"][0], candidate)
+        return self.fetch_many(candidate, plan, (array,))[array]
+
+    def fetch_many(self, candidate: Candidate, plan: Plan, arrays: tuple[str, ...]) -> dict[str, Fetched]:
+        """Every season of the ``arrays`` in one computePixels request (or one per array with --no-ee-combine;
+        split only by the size limits), each array in its own dtype, nodata where there is no scene."""
+        from_files = "dw" in arrays and self.labels is not None
+        wanted = [a for a in arrays if not (a == "dw" and from_files)]
+        groups = [wanted] if self.combine else [[a] for a in wanted]
+        pixels: dict[str, np.ndarray] = {}
+        for group in groups:
+            layers = [layer for array in group for layer in self._layers(plan, array)]
+            if layers:
+                expression, bands = ee_expressions.request(layers)
+                pixels |= earthengine.compute_pixels(self.settings, expression, bands, candidate.grid)
+        result = {array: self._assemble(array, plan, pixels, candidate.grid) for array in wanted}
+        if from_files:
+            result["dw"] = self.labels.read(plan.context["dw"][0], candidate)
+        return result
+
+    @staticmethod
+    def _assemble(array: str, plan: Plan, pixels: dict[str, np.ndarray], grid: Grid) -> Fetched:
+        """One array (seasons, bands, y, x) from the answered bands; nodata, valid and clear-sky shares."""
+        module = ee_expressions.MODALITIES[array]
         scenes = plan.context[array]
-        bands = _BANDS[array]
-        grid = candidate.grid
-        out = np.full((len(scenes), len(bands), *grid.shape), _NODATA[array], dtype=_MODULES[array].DTYPE)
-        present = [(t, s) for t, s in enumerate(scenes) if s is not None]
-        if present:
-            earthengine.initialize(self.settings)
-            names = [f"t{t}_{b}" for t, _ in present for b in bands]
-            expression = _MODULES[array].expression([s for _, s in present], names)
-            data = earthengine.compute_pixels(self.settings, expression, names, grid, _MODULES[array].DTYPE)
-            for i, (t, _) in enumerate(present):
-                out[t] = data[i * len(bands):(i + 1) * len(bands)]
+        out = np.full((len(scenes), len(module.BANDS), *grid.shape), _NODATA[array], dtype=module.DTYPE)
+        for t, scene in enumerate(scenes):
+            if scene is not None:
+                for b, name in enumerate(ee_expressions.band_names(array, t)):
+                    out[t, b] = pixels[name]
         if array == "s1":
             out[out == sentinel1.MASKED] = np.nan
             valid = np.isfinite(out).all(axis=1)
@@ -194,56 +289,26 @@ class EarthEngineSource(Source):
             valid = (out != sentinel2.NODATA).all(axis=1)
         else:
             out = out[:, 0]
-            valid = out != dynamic_world.NODATA
+            valid = out != _NODATA[array]
         meta = {f"{array}_valid_t{t}": round(float(valid[t].mean()), 4) for t in range(len(scenes))}
+        if array == "s2_cloud":
+            clear = (out != cloud_score.NODATA) & (out >= CLEAR_THRESHOLD)
+            meta |= {f"s2_clear_t{t}": round(float(clear[t].mean()), 4) for t in range(len(scenes))}
         return Fetched(out, meta)
 
-    def cost(self, candidate: Candidate, plan: Plan, array: str) -> tuple[int, int]:
-        """computePixels requests and bytes that :meth:`fetch` would make (for ``--dry-run``)."""
-        if array == "dw" and self.labels is not None:
-            return 0, candidate.grid.height * candidate.grid.width
-        bands = len(_BANDS[array]) * sum(s is not None for s in plan.context[array])
-        if not bands:
-            return 0, 0
-        itemsize = np.dtype(_MODULES[array].DTYPE).itemsize
-        blocks = earthengine.split_request(*candidate.grid.shape, itemsize, bands)
-        return len(blocks), bands * candidate.grid.height * candidate.grid.width * itemsize
-
-
-class ExpertLabels:
-    """Dynamic World expert label GeoTIFFs (``--labels DIR``), found by tile name anywhere below DIR.
-
-    Their encoding (0 unlabelled, 1–9 the classes, 10 cloud) becomes ours through
-    :data:`noldo.encodings.EXPERT_DW`: value − 1 for the classes, 255 for unlabelled and cloud.
-    """
-
-    def __init__(self, directory: str) -> None:
-        root = Path(directory)
-        if not root.is_dir():
-            raise NoldoError(f"--labels {directory} is not a directory")
-        self.files = {p.stem.removeprefix("dw_"): p for p in sorted(root.rglob("*.tif"))}
-
-    def find(self, candidate: Candidate) -> Scene | None:
-        path = self.files.get(candidate.key)
-        if path is None:
-            return None
-        return Scene(str(path), datetime.fromisoformat(candidate.date or "1970-01-01").replace(tzinfo=UTC),
-                     candidate.grid.epsg, True)
-
-    @staticmethod
-    def read(label: Scene | None, candidate: Candidate) -> Fetched:
-        """The tile's labels in our encoding; a file off the tile grid rejects the sample."""
-        import rasterio
-
+    def cost(self, candidate: Candidate, plan: Plan, arrays: tuple[str, ...]) -> tuple[int, dict[str, int]]:
+        """computePixels requests and bytes per array that :meth:`fetch_many` would take (for ``--dry-run``)."""
         grid = candidate.grid
-        if label is None:
-            return Fetched(np.full((1, *grid.shape), dynamic_world.NODATA, "uint8"), {"dw_valid_t0": 0.0})
-        with rasterio.open(label.id) as src:
-            if src.shape != grid.shape or (src.crs and src.crs.to_epsg() != grid.epsg) or \
-                    not src.transform.almost_equals(grid.transform):
-                raise Rejected(f"labels: {Path(label.id).name} is not on the tile grid (EPSG:{grid.epsg}, "
-                               f"{grid.height}×{grid.width})")
-            raw = src.read(1)
-        labels = EXPERT_DW[np.clip(raw, 0, 255).astype("uint8")][None]
-        return Fetched(labels, {"dw_valid_t0": round(float((labels != dynamic_world.NODATA).mean()), 4),
-                                "dw_label_file": Path(label.id).name})
+        sizes: dict[str, list[int]] = {}
+        for array in arrays:
+            if array == "dw" and self.labels is not None:
+                continue
+            itemsize = np.dtype(ee_expressions.MODALITIES[array].DTYPE).itemsize
+            sizes[array] = [itemsize] * sum(len(ee_expressions.MODALITIES[array].BANDS) for _ in
+                                            self._layers(plan, array))
+        groups = [[s for a in sizes for s in sizes[a]]] if self.combine else list(sizes.values())
+        requests = sum(len(earthengine.split_request(*grid.shape, g)) for g in groups if g)
+        per_array = {a: sum(sizes.get(a, [])) * grid.height * grid.width for a in arrays}
+        if "dw" in arrays and self.labels is not None:
+            per_array["dw"] = grid.height * grid.width
+        return requests, per_array

@@ -145,9 +145,9 @@ class OsmSource(Source):
     def fetch(self, candidate: Candidate, plan: Plan, array: str) -> Fetched:
         return Fetched(plan.context)
 
-    def cost(self, candidate: Candidate, plan: Plan, array: str) -> tuple[int, int]:
+    def cost(self, candidate: Candidate, plan: Plan, arrays: tuple[str, ...]) -> tuple[int, dict[str, int]]:
         """No request (the labels were made while planning); one byte per pixel."""
-        return 0, candidate.grid.height * candidate.grid.width
+        return 0, {name: candidate.grid.height * candidate.grid.width for name in arrays}
 
 
 def class_histogram(osm: np.ndarray) -> pd.Series:

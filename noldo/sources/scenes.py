@@ -1,43 +1,56 @@
-"""Scene metadata from ``listImages`` answers, season time windows and the footprint of a sample."""
+"""Scenes from ``listImages`` answers, their footprints against a sample, season time windows.
+
+A listing may serve many samples (the samples of one place share it), so a :class:`Scene` holds
+nothing of any one sample: how much of a sample a scene images is asked with :func:`coverage` and
+:func:`imaged_fraction`. Sentinel-1 slices of one pass are merged into one scene whose ``parts`` are
+mosaicked (:func:`merge_passes`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import cached_property
 from typing import Any
 
+import numpy as np
 import shapely
-from shapely.geometry import shape
+from shapely.geometry import box, shape
+from shapely.geometry.base import BaseGeometry
 
-from noldo.catalog import SEASON_HALF_WINDOW_DAYS, SEASONS
+from noldo.catalog import SEASON_HALF_WINDOW_DAYS, SEASON_MAX_OFFSET_DAYS, SEASONS
 from noldo.grid import Grid, lonlat_transformer
+
+#: Sample centres share listings within cells of this lattice (degrees): one listing per cell.
+LISTING_CELL_DEG = 0.25
+_CELL_MARGIN_KM = 3.0  # a cell's listing region reaches this far beyond the cell (more than half a tile)
 
 
 @dataclass(frozen=True)
 class Scene:
-    """One Earth Engine image as listed by ``listImages``."""
+    """One Earth Engine image as listed by ``listImages`` (or the slices of one S1 pass, in ``parts``)."""
 
     id: str  # asset id, e.g. COPERNICUS/S2_HARMONIZED/20210403T101021_20210403T101022_T33TUM
     time: datetime  # acquisition start, UTC
     epsg: int | None  # CRS of the first band's native grid
-    covers_sample: bool | None = None  # known coverage, or None to derive it from the footprints below
     properties: dict[str, Any] = field(default_factory=dict, compare=False)
-    footprint: dict[str, Any] | None = field(default=None, compare=False, repr=False)
-    sample: dict[str, Any] | None = field(default=None, compare=False, repr=False)
-
-    @cached_property
-    def covers(self) -> bool:
-        """The footprint contains the whole sample (computed only for scenes that are candidates)."""
-        if self.covers_sample is not None:
-            return self.covers_sample
-        return bool(self.footprint) and shapely.covers(shape(self.footprint), shape(self.sample))
+    footprint: BaseGeometry | None = field(default=None, compare=False, repr=False)  # lon/lat
+    parts: tuple[str, ...] = ()  # asset ids to mosaic (empty: the scene alone)
 
     @property
     def index(self) -> str:
-        """The ``system:index`` (last part of the id); S2 and Dynamic World share it."""
+        """The ``system:index`` (last part of the id); S2, Dynamic World and Cloud Score+ share it."""
         return self.id.rsplit("/", 1)[-1]
+
+    @property
+    def assets(self) -> tuple[str, ...]:
+        """The asset ids that make the scene's pixels."""
+        return self.parts or (self.id,)
+
+    @property
+    def label(self) -> str:
+        """The ``system:index`` of every asset, for the index: one id, or the slices of a pass joined by ``+``."""
+        return "+".join(a.rsplit("/", 1)[-1] for a in self.assets)
 
 
 def footprint(grid: Grid) -> dict[str, Any]:
@@ -49,16 +62,87 @@ def footprint(grid: Grid) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": [[[round(x, 7), round(y, 7)] for x, y in zip(lons, lats, strict=True)]]}
 
 
-def parse_scenes(assets: Iterable[dict[str, Any]], sample: dict[str, Any]) -> list[Scene]:
-    """Scenes from ``listImages`` assets; ``covers`` tells whether each footprint holds the whole sample."""
+def listing_cell(lon: float, lat: float) -> tuple[tuple[int, int], dict[str, Any]]:
+    """The lattice cell of a sample centre and the GeoJSON region its shared listings cover (the cell plus a
+    margin, so every scene that touches any sample centred in the cell is listed)."""
+    i, j = int(np.floor(lon / LISTING_CELL_DEG)), int(np.floor(lat / LISTING_CELL_DEG))
+    dlat = _CELL_MARGIN_KM / 111.0
+    middle = (j + 0.5) * LISTING_CELL_DEG
+    dlon = dlat / max(np.cos(np.radians(min(abs(middle) + LISTING_CELL_DEG, 89.0))), 0.01)
+    region = box(i * LISTING_CELL_DEG - dlon, max(j * LISTING_CELL_DEG - dlat, -90.0),
+                 (i + 1) * LISTING_CELL_DEG + dlon, min((j + 1) * LISTING_CELL_DEG + dlat, 90.0))
+    return (i, j), shapely.geometry.mapping(region)
+
+
+def campaign_span(reference_dates: Sequence[str], jitter: bool) -> tuple[datetime, datetime]:
+    """Every day a season window of the recipe can reach, whatever a location's day offset."""
+    dates = [datetime.fromisoformat(d).replace(tzinfo=UTC) for d in reference_dates]
+    half = timedelta(days=SEASON_HALF_WINDOW_DAYS)
+    reach = timedelta(days=SEASON_MAX_OFFSET_DAYS - 1) if jitter else timedelta(0)
+    return min(dates) - reach - half, max(dates) + half
+
+
+def parse_scenes(assets: Iterable[dict[str, Any]]) -> list[Scene]:
+    """Scenes from ``listImages`` assets, sorted by time and id."""
     scenes = []
     for asset in assets:
         bands = asset.get("bands") or [{}]
         crs = (bands[0].get("grid") or {}).get("crsCode", "")
+        geometry = shape(asset["geometry"]) if asset.get("geometry") else None  # not prepared: shared by threads
         scenes.append(Scene(asset["id"], parse_time(asset["startTime"]),
-                            int(crs.split(":")[1]) if crs.startswith("EPSG:") else None, None,
-                            asset.get("properties") or {}, asset.get("geometry"), sample))
+                            int(crs.split(":")[1]) if crs.startswith("EPSG:") else None,
+                            asset.get("properties") or {}, geometry))
     return sorted(scenes, key=lambda s: (s.time, s.id))
+
+
+def merge_passes(scenes: Sequence[Scene]) -> list[Scene]:
+    """Sentinel-1 slices of one pass (same platform and datatake) as one scene: the first slice's id and time,
+    the union of their footprints, every slice in ``parts`` (in slice order, to be mosaicked)."""
+    passes: dict[tuple, list[Scene]] = {}
+    for scene in scenes:
+        p = scene.properties
+        key = (p.get("platform_number"), p.get("missionDataTakeID")) if p.get("missionDataTakeID") else scene.id
+        passes.setdefault(key, []).append(scene)
+    merged = []
+    for slices in passes.values():
+        if len(slices) == 1:
+            merged.append(slices[0])
+            continue
+        slices.sort(key=lambda s: (s.properties.get("sliceNumber", 0), s.time))
+        shapes = [s.footprint for s in slices if s.footprint is not None]
+        union = shapely.union_all(shapes) if len(shapes) == len(slices) else None
+        first = min(slices, key=lambda s: s.time)
+        merged.append(Scene(first.id, first.time, first.epsg, first.properties, union,
+                            tuple(s.id for s in slices)))
+    return sorted(merged, key=lambda s: (s.time, s.id))
+
+
+def touching(scenes: Sequence[Scene], sample: BaseGeometry) -> list[Scene]:
+    """The scenes whose footprint intersects the sample (a scene without a footprint is kept)."""
+    return [s for s in scenes if s.footprint is None or s.footprint.intersects(sample)]
+
+
+def coverage(scene: Scene, sample: BaseGeometry) -> float:
+    """The share of the sample's area inside the scene's footprint (1 for a scene without a footprint)."""
+    if scene.footprint is None or scene.footprint.covers(sample):
+        return 1.0
+    return float(shapely.area(shapely.intersection(scene.footprint, sample)) / sample.area)
+
+
+def imaged_fraction(scene: Scene | None, grid: Grid, sample: BaseGeometry | None = None) -> float:
+    """The share of the grid's pixels whose centre lies inside the scene's footprint (0 without a scene).
+
+    A footprint that covers the ``sample`` outline images every pixel; only a partial scene is
+    counted pixel by pixel (centres projected to lon/lat).
+    """
+    if scene is None:
+        return 0.0
+    if scene.footprint is None or (sample is not None and scene.footprint.covers(sample)):
+        return 1.0
+    cols, rows = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
+    x, y = grid.transform @ (cols.ravel(), rows.ravel())
+    lon, lat = lonlat_transformer(grid.epsg).transform(x, y)
+    return round(float(shapely.contains_xy(scene.footprint, lon, lat).mean()), 4)
 
 
 def parse_time(text: str) -> datetime:

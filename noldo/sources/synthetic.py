@@ -25,6 +25,7 @@ from noldo.catalog import DW_CLASSES, SEASONS
 from noldo.errors import NoldoError
 from noldo.regions import Candidate
 from noldo.sources.base import Fetched, Option, Plan, Rejected, Source
+from noldo.store import Layout
 
 K = len(DW_CLASSES)
 WATER, TREES, GRASS, FLOODED, CROPS, SHRUB, BUILT, BARE, SNOW = range(K)
@@ -184,10 +185,10 @@ class SyntheticSource(Source):
         layers, metas = zip(*(render(rng, scene, season, t) for t, season in enumerate(scene.seasons)), strict=True)
         return Fetched(np.stack(layers), {k: v for m in metas for k, v in m.items()})
 
-    def cost(self, candidate: Candidate, plan: Plan, array: str) -> tuple[int, int]:
-        """No requests; the bytes of the rendered array (for ``--dry-run``)."""
-        per_pixel = {"s2": 13 * 2, "s1": 2 * 4, "dw": 1}.get(array, 0) * len(plan.context.seasons)
-        return 0, (per_pixel or 1) * candidate.grid.height * candidate.grid.width
+    def cost(self, candidate: Candidate, plan: Plan, arrays: tuple[str, ...]) -> tuple[int, dict[str, int]]:
+        """No requests; the bytes of the rendered arrays (for ``--dry-run``)."""
+        layout = Layout(1, len(plan.context.seasons), *candidate.grid.shape, ())
+        return 0, {name: layout.nbytes(name, 1) for name in arrays}
 
     def _s2(self, rng, scene: _Scene, season: _Season, t: int):
         g = season.greenness
