@@ -186,6 +186,7 @@ class EarthEngineSource(Source):
 
     def plan(self, candidate: Candidate) -> Plan:
         """Search the collections and choose the scenes of every season."""
+        earthengine.initialize(self.settings)  # in the task's own thread: a cluster quota needs the worker's context
         grid = candidate.grid
         sample = footprint(grid)
         geometry = shape(sample)
