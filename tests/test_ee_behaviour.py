@@ -145,10 +145,18 @@ def test_a_published_scene_from_another_zone_keeps_its_grid(ee_env, tmp_path):
     assert row["s2_id_t0"] == index and row["s2_epsg_t0"] == 32633
 
 
-def test_combined_requests_are_few_and_give_the_same_arrays(ee_env, tmp_path):
-    combined = build(ee_env, tmp_path / "combined", samples=50, tile=32)
-    apart = build(ee_env, tmp_path / "apart", "--no-ee-combine", samples=50, tile=32)
-    assert combined["requests_per_sample"] <= 1.2 < apart["requests_per_sample"]
+def test_a_regional_build_takes_at_most_2_5_requests_per_sample_and_the_arrays_of_one_per_modality(tmp_path,
+                                                                                                      monkeypatch):
+    """200 samples of a region: listings shared by the samples of each place and one pixel request per sample
+    for every modality and season; the arrays equal those of one pixel request per modality."""
+    catalogue = Catalogue((11.0, 47.8, 11.6, 48.3), "2019-11-01", "2021-11-01", 32632)
+    with FakeEarthEngine(catalogue) as fake:
+        monkeypatch.setenv("NOLDO_EE_SERVICE_ACCOUNT_KEY", str(fake.service_account_key(tmp_path)))
+        monkeypatch.setenv("NOLDO_EE_RETRY_BASE_SECONDS", "0.01")
+        region = "11.0,47.8,11.6,48.3"
+        combined = build(fake, tmp_path / "combined", samples=200, tile=16, region=region)
+        apart = build(fake, tmp_path / "apart", "--no-ee-combine", samples=200, tile=16, region=region)
+    assert combined["samples"] == 200 and combined["requests_per_sample"] <= 2.5, combined["requests"]
     assert apart["requests"]["computePixels"] == 4 * apart["samples"], "one request per modality"
     a, b = (zarr.open_group(tmp_path / n / "nol.zarr", mode="r") for n in ("combined", "apart"))
     for name in ("s2", "s1", "dw", "s2_cloud", "transform"):
