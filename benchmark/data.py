@@ -16,7 +16,7 @@ import zarr
 from scipy.ndimage import gaussian_filter
 from torch.utils.data import Dataset
 
-from benchmark.tasks import get_task
+from benchmark.tasks import IGNORE, get_task
 from noldo import catalog
 from noldo.errors import NoldoError
 from noldo.location import RootLike
@@ -154,10 +154,15 @@ def augment(arrays: dict[str, np.ndarray], rng: np.random.Generator, crop: int |
 class _StoreDataset(Dataset):
     """Base: a split of a store, opened lazily in whichever process reads it."""
 
-    def __init__(self, root: RootLike, split: str) -> None:
+    def __init__(self, root: RootLike, split: str, min_clear: int | None = None) -> None:
         self.store = Split.open(root, split)  # schema-checked; refuses stores of a newer noldo
         self.root, self.split, self.layout = self.store.location, split, self.store.layout
         self.ids = self.store.ids()
+        self.min_clear = min_clear
+        if min_clear is not None:
+            if not 0 <= min_clear <= 100:
+                raise NoldoError(f"--min-clear is a cloud score 0–100, got {min_clear}")
+            self._require("s2_cloud")
         self._group: zarr.Group | None = None
         self._pid: int | None = None
 
@@ -178,6 +183,13 @@ class _StoreDataset(Dataset):
         if missing:
             raise NoldoError(f"split {self.split} of {self.root} has no {', '.join(missing)} array")
 
+    def _cloudy(self, index: int) -> np.ndarray | None:
+        """Where the cloud score of each season is under ``min_clear`` (None when not masking): labels there are
+        ignored. Pixels without a score (255) are not masked."""
+        if self.min_clear is None:
+            return None
+        return self.group["s2_cloud"][index] < self.min_clear
+
 
 class NoLPretrainDataset(_StoreDataset):
     """CromSS pretraining samples: S1, S2, the noisy DW label and the spatial-temporal prior of one season.
@@ -190,6 +202,7 @@ class NoLPretrainDataset(_StoreDataset):
         normalization: ``cromss`` (the original uint8-style encoding) or ``zscore``.
         rotation: ``90`` or ``free`` (see :func:`augment`).
         season: a fixed season (validation) instead of a random one per item.
+        min_clear: ignore labels whose cloud score (``s2_cloud``) is under this (0–100; None: all labels).
         prior: ``cpu`` computes the prior here; ``batch`` returns all season labels as ``labels`` so
             :func:`prior_batch` can compute it on the accelerator; ``none`` skips it.
 
@@ -199,8 +212,9 @@ class NoLPretrainDataset(_StoreDataset):
 
     def __init__(self, root: RootLike, split: str = "nol", bands: str | Sequence[int] = "13B",
                  crop: int | None = 256, augment: bool = True, normalization: str = "cromss",
-                 rotation: str = "90", season: int | None = None, prior: str = "cpu", seed: int | None = None):
-        super().__init__(root, split)
+                 rotation: str = "90", season: int | None = None, prior: str = "cpu", seed: int | None = None,
+                 min_clear: int | None = None):
+        super().__init__(root, split, min_clear)
         self._require("s1", "s2", "dw")
         self.bands = band_indices("s2", bands)
         self.crop, self.augment, self.normalization = crop, augment, normalization
@@ -212,6 +226,8 @@ class NoLPretrainDataset(_StoreDataset):
         season = self.season if self.season is not None else int(rng.integers(self.seasons))
         g = self.group
         labels = g["dw"][index]  # all seasons, for the temporal prior
+        if (cloudy := self._cloudy(index)) is not None:
+            labels = np.where(cloudy, IGNORE, labels).astype(labels.dtype)
         rows, cols = _window(labels.shape[-2:], self.crop, rng if self.augment else None)
         arrays = {"s1": encode(g["s1"][index, season][:, rows, cols], "s1", (0, 1), self.normalization),
                   "s2": encode(g["s2"][index, season][list(self.bands)][:, rows, cols], "s2", self.bands,
@@ -241,8 +257,9 @@ class DownstreamDataset(_StoreDataset):
 
     def __init__(self, root: RootLike, split: str, task: str = "dw", modality: str = "s2",
                  bands: str | Sequence[int] = "13B", crop: int | None = None, augment: bool = False,
-                 normalization: str = "cromss", season: int = 0, seed: int | None = None):
-        super().__init__(root, split)
+                 normalization: str = "cromss", season: int = 0, seed: int | None = None,
+                 min_clear: int | None = None):
+        super().__init__(root, split, min_clear)
         self.task = get_task(task)
         if modality not in ("s1", "s2"):
             raise NoldoError(f"modality must be 's1' or 's2', got {modality!r}")
@@ -258,7 +275,10 @@ class DownstreamDataset(_StoreDataset):
         data = self.group[self.task.array][index]
         if data.ndim == 3:  # (season, H, W)
             data = data[self.season]
-        return self.task.decode(data)
+        labels = self.task.decode(data)
+        if (cloudy := self._cloudy(index)) is not None:
+            labels[cloudy[self.season]] = IGNORE
+        return labels
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, rng = _item_rng(key, self.seed)

@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "encoder": "resnet50", "encoder_depth": None, "bands": "13B", "epochs": 50, "batch_size": 32, "lr": 5e-4,
     "final_lr": 1e-5, "cosine_epochs": 40, "weight_decay": 1e-8, "crop": 480, "workers": 4, "seed": 42,
     "train_fraction": 1.0, "train_split": None, "val_split": None, "test_split": None, "bn_update": False,
-    "accelerator": "auto", "devices": 1, "precision": None, "results": None,
+    "accelerator": "auto", "devices": 1, "precision": None, "results": None, "min_clear": None,
 }
 #: The settings a task fills in when they are not given.
 TASK_KEYS = ("decoder", "train_split", "test_split", "val_split", "encoder_depth")
@@ -71,7 +71,7 @@ def finetune(data: str | Path, config: dict[str, Any], run: str | Path | None = 
     data_module = DownstreamDataModule(
         data, config["task"], config["modality"], config["train_split"], config["test_split"], config["val_split"],
         config["bands"], config["crop"], config["batch_size"], config["workers"], config["train_fraction"],
-        seed=config["seed"])
+        seed=config["seed"], min_clear=config["min_clear"])
     data_module.setup()
     module = FinetuneModule(config["decoder"], data_module.train_set.in_channels, data_module.num_classes,
                             config["encoder"], config["encoder_depth"], weights, config["modality"], config["mode"],
@@ -179,6 +179,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", dest="batch_size", type=int, help="[32]")
     p.add_argument("--lr", type=float, help="[5e-4]")
     p.add_argument("--crop", type=int, help="training crop [480]")
+    p.add_argument("--min-clear", dest="min_clear", type=int, metavar="SCORE",
+                   help="ignore labels whose cloud score (s2_cloud, 0–100) is under SCORE [off; 60 is clear sky]")
     p.add_argument("--workers", type=int)
     p.add_argument("--seed", type=int, help="[42]")
     p.add_argument("--bn-update", dest="bn_update", action="store_true",

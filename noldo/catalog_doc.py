@@ -131,6 +131,14 @@ def _sections() -> list[str]:
         "(the SSL4EO-S12 recipe), so the seasons stay about three months apart.\n\n" + table(
             ("index", "name", "reference date"), ((s.index, s.name, s.reference_date) for s in c.SEASONS)),
 
+        "## Cloud scores (`s2_cloud`)\n\n"
+        "Google's Cloud Score+ for Sentinel-2 (`GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED`, band `cs_cdf`: 0 = "
+        "certainly cloud or shadow, 1 = clear) of the S2 scene of each season, stored as round(100 × cs_cdf) "
+        f"in uint8, 255 where there is no score. Pixels at or above {c.CLEAR_THRESHOLD} count as clear sky "
+        "(Google's example keeps cs_cdf ≥ 0.60; 0.50–0.65 work well): the index's `s2_clear_tN` is their "
+        "share. `benchmark` can ignore labels under a threshold (`--min-clear`, off by default). Stores "
+        "built before the array existed have none; every reader works without it.",
+
         "## Legends\n\n### Dynamic World (`dw`, `truth`)\n\n"
         "Values 0–8 as the Dynamic World `label` band; 255 = nodata (cloud-masked, unlabelled).\n\n" + table(
             ("value", "class", "colour"), ((k.value, k.name, _swatch(k.colour)) for k in c.DW_CLASSES)) +
@@ -256,7 +264,10 @@ def _synthetic_section() -> str:
         "(default 0.2) of the pixels, in spatially coherent blobs, moved to a confused class drawn from "
         "the table below (neighbouring pixels get the same wrong class), and cloud pixels (opacity > "
         f"{syn.CLOUD_ALPHA_MASKED}) set to 255. The measured disagreement with the truth is therefore "
-        "higher than `--noise`; it is stored per season.\n\n"
+        "higher than `--noise`; it is stored per season.\n"
+        "6. **Cloud scores** (`s2_cloud`): 100 × (1 − cloud opacity) × (1 − 1.2 × shadow), lowered a little "
+        "by haze and by smooth noise (the score errs like a model does), clipped to 0–100; the index's "
+        f"`s2_clear_tN` is the share of pixels at or above {c.CLEAR_THRESHOLD}.\n\n"
         + table(("class", "patch σ (px)", "summer B4 / B8 / B11", "winter B4 / B8 / B11", "S1 VV / VH (dB)",
                   "mislabelled as"), rows)
     )

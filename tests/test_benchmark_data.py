@@ -174,3 +174,25 @@ def test_windowed_prior_equals_the_full_tile_prior():
     for top, left, size in ((0, 0, 20), (30, 25, 24), (40, 26, 20), (5, 17, 30)):
         rows, cols = slice(top, top + size), slice(left, left + size)
         np.testing.assert_array_equal(_windowed_prior(labels, 1, rows, cols), prior(labels, 1)[:, rows, cols])
+
+
+def test_min_clear_ignores_labels_under_the_cloud_score(demo_store, example_store):
+    from noldo.errors import NoldoError
+
+    plain = NoLPretrainDataset(demo_store, crop=None, augment=False, season=1, prior="none")
+    masked = NoLPretrainDataset(demo_store, crop=None, augment=False, season=1, prior="none", min_clear=60)
+    import zarr
+
+    scores = zarr.open_group(demo_store / "nol.zarr", mode="r")["s2_cloud"]
+    seen = 0
+    for i in range(len(plain)):
+        a, b, cloudy = plain[i]["label"].numpy(), masked[i]["label"].numpy(), scores[i, 1] < 60
+        assert (b[cloudy] == 255).all() and (b[~cloudy] == a[~cloudy]).all()
+        seen += int((cloudy & (a != 255)).sum())
+    assert seen > 0, "some labelled pixels lie under low cloud scores"
+    downstream = DownstreamDataset(demo_store, "nol", task="truth", min_clear=60)
+    np.testing.assert_array_equal(downstream[0]["label"].numpy()[scores[0, 0] < 60], 255)
+    root, _ = example_store  # a store from before cloud scores: readable, but cannot mask by them
+    assert len(NoLPretrainDataset(root)) == 70
+    with pytest.raises(NoldoError, match="no s2_cloud array"):
+        NoLPretrainDataset(root, min_clear=60)

@@ -231,3 +231,13 @@ def test_ddp_selection_equals_single_process_on_the_global_batch(tmp_path):
     outputs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     assert any("differs-from-local" in out for out, _ in outputs), "the test batch must depend on the global view"
+
+
+def test_a_store_without_cloud_scores_still_trains(example_store, tmp_path):
+    """Stores written before the s2_cloud array existed (here: the example store) open, verify and train."""
+    from noldo.verify import verify
+
+    root, _ = example_store
+    assert verify(root)[0] == []
+    summary = pretrain(root, tmp_path / "old", "--epochs", "1", "--max-steps", "1")
+    assert summary["epochs"] == 1

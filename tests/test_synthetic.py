@@ -104,3 +104,50 @@ def test_vegetation_greens_up_in_summer():
     veg = np.isin(plan.context.truth, (1, 2, 4))
     order = np.argsort(green)
     assert ndvi[order[-1]][veg].mean() > ndvi[order[0]][veg].mean()
+
+
+#: sha256 of the arrays of `noldo build --region demo --source synthetic --samples 6 --tile-size 32`, from the code
+#: before the source had cloud scores: adding an array must not change the others.
+ARRAYS_BEFORE_CLOUD_SCORES = {
+    "s2": "4d7ec9752da223d02361bf66103a50815d5a9dd267d8a1bc106961fbe7a70e68",
+    "s1": "b1100922f57e271dad0bfb3bd5f23492d094886c627ff8944fb3d87b8f170168",
+    "dw": "4b2d646dd0648420732713f6975958a74dddb5c77ef9467c7041cd14bed4bbdc",
+    "truth": "5a9d949fa0496c30b30496a930d0bc3086ea92e7cce2f2f3d64067ba86d48cfb",
+}
+
+
+def test_cloud_scores_follow_the_clouds_and_change_no_other_array(synthetic_store):
+    import hashlib
+
+    import pandas as pd
+    import zarr
+
+    from noldo.catalog import CLEAR_THRESHOLD
+
+    root = synthetic_store(samples=6, tile_size=32)
+    group = zarr.open_group(root / "nol.zarr", mode="r")
+    for name, digest in ARRAYS_BEFORE_CLOUD_SCORES.items():
+        assert hashlib.sha256(np.ascontiguousarray(group[name][:]).tobytes()).hexdigest() == digest, name
+    score = group["s2_cloud"][:]
+    assert score.dtype == np.uint8 and score.shape == (6, 4, 32, 32) and score.max() <= 100
+    index = pd.read_parquet(root / "nol.parquet")
+    for t in range(4):
+        clear = (score[:, t] >= CLEAR_THRESHOLD).mean(axis=(1, 2))
+        np.testing.assert_allclose(index[f"s2_clear_t{t}"], clear, atol=1e-4)
+    cloudy = index[[f"cloud_pct_t{t}" for t in range(4)]].to_numpy() > 20
+    clear = index[[f"s2_clear_t{t}" for t in range(4)]].to_numpy()
+    assert cloudy.any() and clear[cloudy].mean() < clear[~cloudy].mean() - 0.1, "clouds lower the score"
+    assert clear[~cloudy].min() > 0.9, "a cloud-free season scores clear almost everywhere"
+
+
+def test_cloud_scores_fall_under_thick_cloud():
+    source = SyntheticSource(seed=3, cloud_probability=1.0)
+    [(candidate, plan)] = first_accepted(source, size=64)
+    score = source.fetch(candidate, plan, "s2_cloud").array
+    checked = 0
+    for t, season in enumerate(plan.context.seasons):
+        thick, clear = season.cloud > 0.8, (season.cloud == 0) & (season.shadow == 0)
+        if thick.any() and clear.any():
+            assert score[t][thick].mean() < 30 < 80 < score[t][clear].mean()
+            checked += 1
+    assert checked, "the sample has seasons with thick cloud and clear sky"

@@ -29,6 +29,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", dest="batch_size", type=int, help="per process [128]")
     p.add_argument("--lr", type=float, help="Adam learning rate [5e-3]")
     p.add_argument("--crop", type=int, help="training crop [256]")
+    p.add_argument("--min-clear", dest="min_clear", type=int, metavar="SCORE",
+                   help="ignore labels whose cloud score (s2_cloud, 0–100) is under SCORE [off; 60 is clear sky]")
     p.add_argument("--workers", type=int, help="DataLoader workers per process [4]")
     p.add_argument("--seed", type=int, help="[42]")
     p.add_argument("--T", type=int, help="ramp length in epochs [80]")

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, map_coordinates
 from scipy.special import ndtr
 
-from noldo.catalog import DW_CLASSES, SEASONS
+from noldo.catalog import CLEAR_THRESHOLD, DW_CLASSES, SEASONS
 from noldo.errors import NoldoError
 from noldo.regions import Candidate
 from noldo.sources.base import Fetched, Option, Plan, Rejected, Source
@@ -80,7 +80,7 @@ BIOMES = {
 CLOUD_ALPHA_MASKED = 0.3  # cloud opacity above which Dynamic World masks a pixel
 MIN_VALID = 0.25  # a season with fewer unmasked pixels rejects the sample (NoL keeps complete samples only)
 SPECKLE_LOOKS = 4.4  # equivalent number of looks of S1 GRD IW
-_STREAMS = {"plan": 0, "s2": 1, "s1": 2, "dw": 3}
+_STREAMS = {"plan": 0, "s2": 1, "s1": 2, "dw": 3, "s2_cloud": 4}
 
 
 @dataclass
@@ -129,7 +129,7 @@ class SyntheticSource(Source):
     """
 
     name = "synthetic"
-    arrays = ("s2", "s1", "dw", "truth")
+    arrays = ("s2", "s1", "dw", "truth", "s2_cloud")
     options = (Option("noise", click.FloatRange(0, 1, max_open=True), 0.2,
                       "fraction of pixels whose label is swapped for a confused class"),)
 
@@ -176,12 +176,12 @@ class SyntheticSource(Source):
         return Plan(meta, _Scene(truth, _field(rng, shape, 1.5), seasons))
 
     def fetch(self, candidate: Candidate, plan: Plan, array: str) -> Fetched:
-        """Render one modality (``s2``, ``s1``, ``dw`` or ``truth``) for all seasons."""
+        """Render one modality (``s2``, ``s1``, ``dw``, ``s2_cloud`` or ``truth``) for all seasons."""
         scene: _Scene = plan.context
         if array == "truth":
             return Fetched(scene.truth.copy())
         rng = self._rng(candidate, array)
-        render = {"s2": self._s2, "s1": self._s1, "dw": self._dw}[array]
+        render = {"s2": self._s2, "s1": self._s1, "dw": self._dw, "s2_cloud": self._s2_cloud}[array]
         layers, metas = zip(*(render(rng, scene, season, t) for t, season in enumerate(scene.seasons)), strict=True)
         return Fetched(np.stack(layers), {k: v for m in metas for k, v in m.items()})
 
@@ -200,6 +200,14 @@ class SyntheticSource(Source):
         toa = (toa * (1 - alpha) + CLOUD * alpha) * (1 - season.shadow[..., None])
         toa += rng.normal(0, 1, toa.shape).astype("float32") * (0.01 * toa + 8)
         return np.clip(np.rint(toa), 1, 20000).astype("uint16").transpose(2, 0, 1), {}
+
+    def _s2_cloud(self, rng, scene: _Scene, season: _Season, t: int):
+        """A Cloud Score+-like ``cs_cdf`` × 100 from the season's own clouds: near 100 in clear sky, falling with
+        cloud opacity and shadow, lowered a little by haze, with smooth noise (the score errs like a model)."""
+        clear = (1 - season.cloud) * (1 - 1.2 * season.shadow) - 0.08 * (season.haze - 0.7)
+        noisy = clear - 0.04 * np.abs(_field(rng, scene.truth.shape, 4)) + rng.normal(0, 0.02, scene.truth.shape)
+        score = np.clip(np.rint(100 * noisy), 0, 100).astype("uint8")
+        return score, {f"s2_clear_t{t}": round(float((score >= CLEAR_THRESHOLD).mean()), 4)}
 
     def _s1(self, rng, scene: _Scene, season: _Season, t: int):
         db = S1_DB[scene.truth].copy()  # (H, W, 2)
