@@ -39,7 +39,7 @@ from noldo.store import Layout, Split, SplitWriter, check_split_name, georef_arr
 
 log = logging.getLogger(__name__)
 SCHEDULER_TIMEOUT = "10s"
-_BYTES = ("bytes", "arrays_bytes")
+_NOT_REQUESTS = ("bytes", "arrays_bytes")  # counted, but not requests (nor are the *_cpu_us CPU times)
 
 
 @dataclass(frozen=True)
@@ -370,7 +370,7 @@ def plan_build(spec: BuildSpec, root: RootLike | None = None, *, workers: int | 
     return {"dry_run": True, "split": spec.split, "source": spec.source, "samples": len(samples),
             "requested": wanted_samples, "rejected": {"total": sum(reasons.values()), "reasons": dict(reasons)},
             "unfinished": {"total": sum(unfinished.values()), "reasons": dict(unfinished)},
-            "search_requests": dict(made - Counter({"bytes": made["bytes"]})),
+            "search_requests": {k: v for k, v in made.items() if k not in _NOT_REQUESTS and not k.endswith("_cpu_us")},
             "pixel_requests": planned["requests"], "pixel_bytes": sum(by_array.values()),
             "bytes_by_array": by_array, "seconds": round(time.monotonic() - started, 2), "sample_list": samples}
 
@@ -472,8 +472,10 @@ def build(spec: BuildSpec, root: RootLike, *, workers: int | None = None, schedu
                      "this_run": sum(new_rejections.values())},
         "unfinished": {"total": len(holes), "reasons": dict(unfinished)},
         "qc_flagged": flagged, "resumed_shards": len(done), "shards_written": written, "fetched": fetched,
-        "requests": {k: v for k, v in sorted(stats.items()) if k not in _BYTES},
+        "requests": {k: v for k, v in sorted(stats.items()) if k not in _NOT_REQUESTS and not k.endswith("_cpu_us")},
         "requests_per_sample": round(sum(stats[name] for name in source.requests) / max(1, fetched), 2),
+        "request_cpu_ms": {n: round(stats[f"{n}_cpu_us"] / 1000 / stats[n], 3) for n in source.requests
+                           if stats[n] and stats[f"{n}_cpu_us"]},
         "bytes": stats["arrays_bytes"], "bytes_received": stats["bytes"],
         "stored_bytes": manifest["total_bytes"] if manifest else None, "seconds": round(time.monotonic() - started, 2),
     }

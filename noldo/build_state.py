@@ -1,12 +1,11 @@
 """What a build remembers between runs: finished (sample, array) units and rejected candidates.
 
-Both live in the build's state directory (``ROOT/.noldo/<split>/``, see :mod:`noldo.build`); a unit
-is cached until its shard is written, so a killed build refetches nothing it had finished.
+Both live in the build's state directory (``ROOT/.noldo/<split>/``, see :mod:`noldo.build`); a sample's
+unit is cached until its shard is written, so a killed build refetches nothing it had finished.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -14,48 +13,67 @@ from typing import Any
 
 import numpy as np
 
-from noldo.files import atomic_write_bytes, atomic_write_json
+from noldo.files import atomic_write_bytes
 
 
 class UnitCache:
-    """Finished (sample, array) units of candidates whose shard is not written yet."""
+    """Finished samples of candidates whose shard is not written yet: one file per sample (``<index>.unit``) with
+    every array the source made for it, their provenance and the plan's.
+
+    A unit file is a JSON header (names, dtypes, shapes, provenance; its length in the first 8 bytes) followed
+    by the raw array bytes: nothing in it executes code, and loading it copies nothing.
+    """
 
     def __init__(self, directory: Path, arrays: tuple[str, ...]) -> None:
         self.dir, self.arrays = directory, arrays
         self.dir.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, index: int, name: str) -> Path:
-        return self.dir / f"{index:07d}.{name}.npz" if name != "plan" else self.dir / f"{index:07d}.plan.json"
+    def path(self, index: int) -> Path:
+        return self.dir / f"{index:07d}.unit"
 
     def missing(self, index: int) -> tuple[str, ...]:
-        """The arrays of a candidate still to fetch."""
-        return tuple(a for a in self.arrays if not self._path(index, a).exists())
+        """The arrays of a candidate still to fetch: all of them, or none once its unit is saved."""
+        return () if self.complete(index) else self.arrays
 
     def complete(self, index: int) -> bool:
-        return not self.missing(index) and self._path(index, "plan").exists()
+        return self.path(index).exists()
 
     def save(self, index: int, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Mapping[str, Any]]) -> None:
         """Keep a candidate's arrays (each with its provenance ``meta[name]``) and its plan ``meta["plan"]``."""
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.savez(buffer, array=array, meta=np.array(json.dumps(meta.get(name, {}))))
-            atomic_write_bytes(self._path(index, name), buffer.getvalue())
-        atomic_write_json(self._path(index, "plan"), meta["plan"])
+        blobs = [np.ascontiguousarray(arrays[name]) for name in self.arrays]
+        header = json.dumps({"plan": meta["plan"], "arrays": [
+            {"name": name, "dtype": blob.dtype.str, "shape": list(blob.shape), "meta": meta.get(name, {})}
+            for name, blob in zip(self.arrays, blobs, strict=True)]}).encode()
+        atomic_write_bytes(self.path(index), b"".join([len(header).to_bytes(8, "little"), header,
+                                                       *(blob.tobytes() for blob in blobs)]))
+
+    def _header(self, f) -> dict[str, Any]:
+        return json.loads(f.read(int.from_bytes(f.read(8), "little")))
 
     def load(self, index: int, name: str) -> tuple[np.ndarray, dict[str, Any]]:
-        with np.load(self._path(index, name)) as f:
-            return f["array"], json.loads(str(f["meta"]))
+        """One array of a unit and its provenance, reading only its bytes."""
+        with open(self.path(index), "rb") as f:
+            header = self._header(f)
+            body = f.tell()
+            for entry in header["arrays"]:
+                dtype, count = np.dtype(entry["dtype"]), int(np.prod(entry["shape"]))
+                if entry["name"] == name:
+                    f.seek(body)
+                    return np.frombuffer(f.read(count * dtype.itemsize), dtype).reshape(entry["shape"]), entry["meta"]
+                body += count * dtype.itemsize
+        raise KeyError(f"unit {index} has no {name}")
 
     def meta(self, index: int) -> dict[str, Any]:
         """The index columns of a candidate: its plan's provenance, then every array's."""
-        meta = json.loads(self._path(index, "plan").read_text())
-        for name in self.arrays:
-            meta |= self.load(index, name)[1]
+        with open(self.path(index), "rb") as f:
+            header = self._header(f)
+        meta = dict(header["plan"])
+        for entry in header["arrays"]:
+            meta |= entry["meta"]
         return meta
 
     def drop(self, index: int) -> None:
-        for name in (*self.arrays, "plan"):
-            self._path(index, name).unlink(missing_ok=True)
+        self.path(index).unlink(missing_ok=True)
 
 
 class StackedUnits(Mapping):

@@ -90,7 +90,7 @@ def test_sigkill_and_resume_gives_identical_arrays(tmp_path):
     root = tmp_path / "killed"
 
     def units(n):
-        return lambda r: len(list((r / ".noldo/nol/units").glob("*.npz"))) >= n
+        return lambda r: len(list((r / ".noldo/nol/units").glob("*.unit"))) >= n
 
     def shards(n):
         return lambda r: len(list((r / ".noldo/nol").glob("shard-*.json"))) >= n
@@ -133,8 +133,7 @@ def test_adding_an_array_is_a_build_that_resumes_after_sigkill(tmp_path):
         return {i for m in markers if any("/osm/" in f for f in m["files"]) for i in range(*m["samples"])}
 
     def cached() -> set[int]:  # finished units whose shard is not committed
-        return {int(p.name.split(".")[0]) for p in (state / "add-osm" / "units").glob("*.plan.json")
-                if (p.parent / p.name.replace(".plan.json", ".osm.npz")).exists()} - committed()
+        return {int(p.name.split(".")[0]) for p in (state / "add-osm" / "units").glob("*.unit")} - committed()
 
     def units(n):
         return lambda: len(cached()) >= n

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from noldo.sources import earthengine
-from noldo.sources.scenes import Scene, Window, iso, parse_scenes
+from noldo.sources.scenes import Scene, Window, by_index, iso
 
 COLLECTION = "GOOGLE/DYNAMICWORLD/V1"
 BAND = "label"
@@ -18,8 +18,7 @@ NODATA = 255
 def search(settings: earthengine.EESettings, region: dict[str, Any], span: Window,
            share: Any = None) -> dict[str, Scene]:
     """Dynamic World images over ``region`` in ``span``, by ``system:index``."""
-    assets = earthengine.list_images(settings, COLLECTION, iso(span[0]), iso(span[1]), region, (), share)
-    return {s.index: s for s in parse_scenes(assets)}
+    return earthengine.list_images(settings, COLLECTION, iso(span[0]), iso(span[1]), region, (), share, by_index)
 
 
 def layer(assets: Sequence[str]):

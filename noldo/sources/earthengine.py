@@ -234,7 +234,11 @@ def call(kind: str, fn: Callable[[], T], settings: EESettings, splittable: bool 
             count("retries")
         try:
             with quota.request():
-                return fn()
+                started = time.thread_time_ns()
+                try:
+                    return fn()
+                finally:  # the request path's own CPU: building, sending, decoding (waiting costs none)
+                    count(f"{kind}_cpu_us", (time.thread_time_ns() - started) // 1000)
         except Exception as exc:
             rule = _rule(exc)
             if rule is None:
@@ -263,24 +267,26 @@ def _retry_kind(exc: BaseException) -> str:
 
 
 # --- listings ---------------------------------------------------------------------------------------
-_listings: OrderedDict[tuple, list[dict[str, Any]]] = OrderedDict()
+_listings: OrderedDict[tuple, Any] = OrderedDict()
 _listing_locks: dict[tuple, threading.Lock] = {}
 _listings_lock = threading.Lock()
 
 
 def list_images(settings: EESettings, collection: str, start: str, end: str, region: dict[str, Any],
-                properties: Sequence[str] = (), share: Any = None) -> list[dict[str, Any]]:
+                properties: Sequence[str] = (), share: Any = None,
+                parse: Callable[[list[dict[str, Any]]], T] = list) -> T:
     """All images of ``collection`` in [start, end) intersecting ``region`` (GeoJSON, lon/lat), filtered
-    on the server by ``properties`` (e.g. ``"CLOUDY_PIXEL_PERCENTAGE < 20"``).
+    on the server by ``properties`` (e.g. ``"CLOUDY_PIXEL_PERCENTAGE < 20"``), turned into ``parse(assets)``.
 
     One ``listImages`` request per page of ``LIST_PAGE_SIZE`` images, each retried on its own (the
     client library would otherwise fetch every page inside one call and restart them all on a failure).
     With ``share`` (a key naming the place, e.g. a cell of a lattice that ``region`` covers), the
-    listing is made once per process and returned to every caller asking for the same key and filters.
+    listing is made and parsed once per process and returned to every caller asking for the same key,
+    filters and ``parse`` (a module-level function: the result is shared, do not change it).
     """
     if share is None:
-        return _list_pages(settings, collection, start, end, region, properties)
-    key = (settings.url, settings.project, collection, start, end, tuple(properties), share)
+        return parse(_list_pages(settings, collection, start, end, region, properties))
+    key = (settings.url, settings.project, collection, start, end, tuple(properties), share, parse)
     with _listings_lock:
         if key in _listings:
             _listings.move_to_end(key)
@@ -290,12 +296,12 @@ def list_images(settings: EESettings, collection: str, start: str, end: str, reg
         with _listings_lock:
             if key in _listings:
                 return _listings[key]
-        images = _list_pages(settings, collection, start, end, region, properties)
+        parsed = parse(_list_pages(settings, collection, start, end, region, properties))
         with _listings_lock:
-            _listings[key] = images
+            _listings[key] = parsed
             while len(_listings) > SHARED_LISTINGS:
                 _listing_locks.pop(_listings.popitem(last=False)[0], None)
-        return images
+        return parsed
 
 
 def _list_pages(settings: EESettings, collection: str, start: str, end: str, region: dict[str, Any],

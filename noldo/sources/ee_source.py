@@ -193,7 +193,12 @@ class EarthEngineSource(Source):
         shapely.prepare(geometry)
         windows = self._windows(candidate)
         s2_all, dw_scenes, s1_all, cs_scenes = self._listings(candidate, sample, windows)
-        s2_scenes, s1_scenes = touching(s2_all, geometry), touching(s1_all, geometry)
+        margin = timedelta(days=15)  # an S1 pass may be matched to an S2 scene up to 15 days away
+
+        def seasonal(scenes: list[Scene], slack: timedelta = timedelta(0)) -> list[Scene]:
+            return [s for s in scenes if any(w[0] - slack <= s.time < w[1] + slack for w in windows)]
+
+        s2_scenes, s1_scenes = touching(seasonal(s2_all), geometry), touching(seasonal(s1_all, margin), geometry)
         covered: dict[str, float] = {}
 
         def cover(scene: Scene) -> float:

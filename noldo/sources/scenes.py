@@ -88,11 +88,27 @@ def parse_scenes(assets: Iterable[dict[str, Any]]) -> list[Scene]:
     for asset in assets:
         bands = asset.get("bands") or [{}]
         crs = (bands[0].get("grid") or {}).get("crsCode", "")
-        geometry = shape(asset["geometry"]) if asset.get("geometry") else None  # not prepared: shared by threads
+        geometry = _footprint(asset.get("geometry"))
         scenes.append(Scene(asset["id"], parse_time(asset["startTime"]),
                             int(crs.split(":")[1]) if crs.startswith("EPSG:") else None,
                             asset.get("properties") or {}, geometry))
     return sorted(scenes, key=lambda s: (s.time, s.id))
+
+
+def by_index(assets: Iterable[dict[str, Any]]) -> dict[str, Scene]:
+    """Scenes from ``listImages`` assets by ``system:index`` (to find the twin of an S2 scene)."""
+    return {s.index: s for s in parse_scenes(assets)}
+
+
+def _footprint(geojson: dict[str, Any] | None) -> BaseGeometry | None:
+    """A listing's footprint as a shapely geometry (not prepared: listings are shared by threads); a plain
+    polygon, by far the most common, without the generic GeoJSON parser."""
+    if not geojson:
+        return None
+    rings = geojson.get("coordinates")
+    if geojson.get("type") == "Polygon" and rings and len(rings) == 1:
+        return shapely.polygons(np.asarray(rings[0], dtype="float64")[:, :2])
+    return shape(geojson)
 
 
 def merge_passes(scenes: Sequence[Scene]) -> list[Scene]:

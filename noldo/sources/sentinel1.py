@@ -26,8 +26,12 @@ def search(settings: earthengine.EESettings, region: dict[str, Any], span: Windo
     The server filters the instrument mode; the polarisation list cannot be filtered by listImages,
     so it is checked on the returned metadata.
     """
-    assets = earthengine.list_images(settings, COLLECTION, iso(span[0]), iso(span[1]), region,
-                                     ['instrumentMode = "IW"'], share)
+    return earthengine.list_images(settings, COLLECTION, iso(span[0]), iso(span[1]), region,
+                                   ['instrumentMode = "IW"'], share, dual_passes)
+
+
+def dual_passes(assets: list[dict[str, Any]]) -> list[Scene]:
+    """The passes of the listed slices that carry both VV and VH."""
     dual = [s for s in parse_scenes(assets)
             if set(BANDS) <= set(s.properties.get("transmitterReceiverPolarisation") or ())]
     return merge_passes(dual)

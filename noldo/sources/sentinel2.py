@@ -19,9 +19,8 @@ NODATA = 0
 def search(settings: earthengine.EESettings, region: dict[str, Any], span: Window, max_cloud: float,
            share: Any = None) -> list[Scene]:
     """Scenes over ``region`` in ``span`` with ``CLOUDY_PIXEL_PERCENTAGE < max_cloud`` (filtered by the server)."""
-    assets = earthengine.list_images(settings, COLLECTION, iso(span[0]), iso(span[1]), region,
-                                     [f"CLOUDY_PIXEL_PERCENTAGE < {max_cloud:g}"], share)
-    return parse_scenes(assets)
+    return earthengine.list_images(settings, COLLECTION, iso(span[0]), iso(span[1]), region,
+                                   [f"CLOUDY_PIXEL_PERCENTAGE < {max_cloud:g}"], share, parse_scenes)
 
 
 def pick(scenes: Sequence[Scene], window: Window, epsg: int, covered: Callable[[Scene], float]) -> Scene | None:

@@ -628,6 +628,8 @@ class FakeEarthEngine(LoopbackServer):
         fake = self
 
         class Handler(QuietHandler):
+            protocol_version = "HTTP/1.1"  # Google's front ends keep connections alive; clients reuse them
+
             def _error(self, code: int, status: str, message: str) -> None:
                 self.send_body(code, json.dumps({"error": {"code": code, "message": message, "status": status}}))
 

@@ -31,7 +31,7 @@ def kill_after(args, seconds, env=None) -> bool:
 def build_progress(root) -> int:
     """Samples a build has finished: cached units plus the samples of committed shards."""
     state = root / ".noldo" / "nol"
-    return len(list((state / "units").glob("*.plan.json"))) + 64 * len(list(state.glob("shard-*.json")))
+    return len(list((state / "units").glob("*.unit"))) + 64 * len(list(state.glob("shard-*.json")))
 
 
 def test_build_survives_ten_kills(tmp_path):
