@@ -109,7 +109,9 @@ def main() -> None:
                 process_ms = 1000 * s["cpu_seconds"] / requests
                 rows.append((f"{latency:g}", concurrency, samples, requests, f"{s['requests_per_sample']:.2f}",
                              f"{s['seconds']:.1f}", f"{rate:.1f}", f"{ideal:.0f}", f"{rate / ideal:.0%}",
-                             f"{s['samples'] / s['seconds']:.2f}", f"{process_ms:.1f}", f"{s['request_cpu_ms']:.2f}"))
+                             f"{s['samples'] / s['seconds']:.2f}", f"{process_ms:.1f}",
+                             f"{s['request_cpu_ms'].get('computePixels', 0):.2f}",
+                             f"{s['request_cpu_ms'].get('listImages', 0):.2f}"))
                 cpu.append((s["cpu_seconds"] / requests, (server.cpu_seconds() - server_cpu) / requests))
             server.stop()
         client, served = (sum(c[i] for c in cpu) / len(cpu) for i in (0, 1))
@@ -117,7 +119,8 @@ def main() -> None:
         results["scheduling"] = rows
         report("ee_build_scheduling", ("latency s", "concurrency", "samples", "requests", "requests/sample",
                                         "seconds", "requests/s", "ideal requests/s", "of ideal", "samples/s",
-                                        "client CPU ms/request (process)", "client CPU ms/request (request path)"),
+                                        "client CPU ms/request (process)", "request path ms: computePixels",
+                                        "request path ms: listImages page"),
                rows, None)
         print(f"\nCPU per request: {client * 1000:.1f} ms in noldo + earthengine-api, {served * 1000:.1f} ms in the "
               f"loopback server; with {os.cpu_count()} cores that caps the rate at about {ceiling:.0f} requests/s "
