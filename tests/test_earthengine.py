@@ -107,6 +107,32 @@ def test_cli_build_with_a_service_account_key(fake, catalogue, tmp_path):
     assert summary["requests"] == {"computePixels": 8, "listImages": 4} and summary["requests_per_sample"] == 1.5
 
 
+def test_an_expired_token_is_refreshed_and_the_request_sent_again(fake, tmp_path):
+    """The pixel client authorises with the library's credentials; when the server stops accepting the token
+    (it expired early, or was revoked), the client refreshes it once and sends the request again."""
+    run_build(fake, tmp_path / "a", samples=2)
+    tokens = sum(entry[0] == "token" for entry in fake.log)
+    fake.tokens.clear()  # every token issued so far is refused from now on
+    summary = run_build(fake, tmp_path / "b", samples=2)
+    assert summary["samples"] == 2 and summary["rejected"]["total"] == 0
+    assert sum(entry[0] == "token" for entry in fake.log) == tokens + 1, "one refresh, shared by every request"
+
+
+def test_a_refused_token_stops_the_build(fake, tmp_path, monkeypatch):
+    """A 401 that a fresh token does not cure stops the build with the server's message (no rejections)."""
+    import google.oauth2.service_account
+
+    run_build(fake, tmp_path / "a", samples=1)
+    fake.tokens.clear()
+    monkeypatch.setattr(google.oauth2.service_account.Credentials, "refresh",
+                        lambda self, request: setattr(self, "token", "revoked"))
+    result = CliRunner().invoke(cli, ["build", "--region", BBOX, "--source", "earthengine", "--ee-url", fake.url,
+                                      "--ee-project", "P", "--out", str(tmp_path / "b"), "--samples", "2",
+                                      "--tile-size", "48"])
+    assert result.exit_code == 1
+    assert "HTTP 401" in result.output and "invalid authentication credentials" in result.output
+
+
 def own_zone_choices(catalogue, row, t, grid):
     """The S2 scenes the rule must prefer in season ``t``: own UTM zone, under 20 % cloud, with a Dynamic World
     twin, inside the season window, imaging the whole sample."""
@@ -292,7 +318,7 @@ def test_expressions_match_golden_files(fake):
     graphs = {"s2": [("s2", 0, (s2,))], "s1": [("s1", 0, slices)], "dw": [("dw", 0, (dw,))]}
     for name, layers in graphs.items():
         expression, _ = ee_expressions.request(layers)
-        encoded = json.dumps(expression, indent=1, sort_keys=True) + "\n"
+        encoded = json.dumps(json.loads(expression), indent=1, sort_keys=True) + "\n"
         golden = GOLDEN / f"{name}_expression.json"
         if os.environ.get("NOLDO_UPDATE_GOLDEN"):
             golden.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from shapely.geometry import box
 
-from noldo.sources import earthengine, ee_errors
+from noldo.sources import earthengine, ee_errors, ee_http
 from noldo.sources.ee_quota import Quota, RateLimiter
 from noldo.sources.ee_source import granule_epsg
 from noldo.sources.scenes import Scene, coverage, merge_passes
@@ -157,3 +157,25 @@ def test_the_readme_shows_the_retry_table():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     shown = "\n".join("  " + line for line in table(("failure", "noldo", "why"), ee_errors.table()).splitlines())
     assert shown in readme, "regenerate the README's retry table from noldo.sources.ee_errors.table()"
+
+
+def test_refusals_carry_the_status_and_the_servers_message():
+    body = b'{"error": {"code": 400, "message": "Computation timed out.", "status": "INVALID_ARGUMENT"}}'
+    refusal = ee_http.refusal(400, body)
+    assert (refusal.status, str(refusal)) == (400, "Computation timed out.")
+    assert earthengine._rule(refusal).action == "retry"
+    proxy_page = ee_http.refusal(502, b"<html>\n<title>502 Bad Gateway</title>")  # a proxy's, not Google's
+    assert (proxy_page.status, str(proxy_page)) == (502, "<html>") and earthengine._rule(proxy_page).action == "retry"
+
+
+def test_the_pixel_pool_follows_the_proxy_environment(monkeypatch):
+    import urllib3
+
+    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert type(ee_http.pool_for(earthengine.HIGH_VOLUME_URL, 4, 300)) is urllib3.PoolManager
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    pool = ee_http.pool_for(earthengine.HIGH_VOLUME_URL, 4, 300)
+    assert isinstance(pool, urllib3.ProxyManager) and pool.proxy.host == "proxy.example"
+    monkeypatch.setenv("NO_PROXY", "googleapis.com")
+    assert type(ee_http.pool_for(earthengine.HIGH_VOLUME_URL, 4, 300)) is urllib3.PoolManager

@@ -4,8 +4,9 @@ Initialisation (credentials, project, endpoint), one quota for the whole build (
 and per second, across a dask cluster: :mod:`noldo.sources.ee_quota`), the retry table by status and
 message (:mod:`noldo.sources.ee_errors`), paginated listings (each page one request, retried on its
 own, shared between the samples of one place), and pixel requests cut to Earth Engine's size limits,
-split further when the server runs out of memory, decoded without copying and checked before use.
-The client library's own retries are off so they do not multiply. Tests replace the service
+split further when the server runs out of memory, sent on a plain HTTP pool (:mod:`noldo.sources.ee_http`),
+decoded without copying and checked before use. The client library's own retries are off so they do
+not multiply. Tests replace the service
 (:mod:`noldo.testing.earthengine`), not this module.
 """
 
@@ -23,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -32,6 +33,7 @@ from noldo.errors import NoldoError
 from noldo.grid import Grid
 from noldo.sources import ee_errors
 from noldo.sources.base import Rejected, Unfinished, count
+from noldo.sources.ee_http import PixelClient, Refusal
 from noldo.sources.ee_quota import Quota
 
 log = logging.getLogger(__name__)
@@ -100,12 +102,11 @@ def settings_from(project: str | None = None, url: str | None = None, concurrenc
 
 @dataclass
 class _Client:
-    """What one initialisation gives a process: the settings, the quota, the pixel API resource."""
+    """What one initialisation gives a process: the settings, the quota, the pixel client."""
 
     settings: EESettings
     quota: Quota
-    pixels: Any  # the computePixels resource, built once (the client library builds it per call)
-    project_path: str
+    pixels: PixelClient
 
 
 _init_lock = threading.Lock()
@@ -169,7 +170,9 @@ def initialize(settings: EESettings) -> None:
         if not any(os.environ.get(name) or os.environ.get(name.lower()) for name in _PROXY_ENV):
             session.trust_env = False  # no proxy or CA settings to read: skip scanning them per request
         quota = Quota(settings.concurrency, settings.rate, settings.processes, f"noldo-ee-{project}")
-        _client = _Client(settings, quota, ee.data._get_cloud_projects_raw().image(), ee.data._get_projects_path())
+        pixels = PixelClient(settings.url, ee.data._get_projects_path(), ee._state.get_state().credentials,
+                             settings.concurrency, settings.deadline)
+        _client = _Client(settings, quota, pixels)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -177,7 +180,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _status(exc: BaseException) -> int | None:
-    """The HTTP status behind an EEException (the client chains the googleapiclient HttpError)."""
+    """The HTTP status of a refusal (the client library chains the googleapiclient HttpError to its EEException)."""
+    if isinstance(exc, Refusal):
+        return exc.status
     for cause in (exc.__cause__, exc.__context__):
         status = getattr(getattr(cause, "resp", None), "status", None)
         if status is not None:
@@ -211,7 +216,7 @@ def _rule(exc: Exception) -> ee_errors.Rule | None:
     """What the retry table says about a failure (None: not a failure of the service)."""
     import ee
 
-    if isinstance(exc, ee.EEException):
+    if isinstance(exc, ee.EEException | Refusal):
         return ee_errors.action(_status(exc), str(exc))
     if isinstance(exc, (BadAnswer, *ee_errors.TRANSIENT_ERRORS)) or (
             isinstance(exc, ValueError) and not isinstance(exc, NoldoError)):  # a torn NPY body
@@ -379,9 +384,9 @@ def _grid_request(grid: Grid, block: Block) -> dict[str, Any]:
             "crsCode": grid.crs}
 
 
-def compute_pixels(settings: EESettings, expression: Mapping[str, Any], bands: Sequence[tuple[str, str]],
+def compute_pixels(settings: EESettings, expression: str, bands: Sequence[tuple[str, str]],
                    grid: Grid) -> dict[str, np.ndarray]:
-    """Compute a serialised ``expression`` on ``grid``: every band of ``bands`` (name, dtype) as a
+    """Compute a serialised ``expression`` (JSON text) on ``grid``: every band of ``bands`` (name, dtype) as a
     (height, width) array of its dtype, in as few requests as the limits allow.
 
     Each band keeps its own dtype (one request may mix uint16, float32 and uint8 bands). A request the
@@ -421,33 +426,48 @@ def _halves(block: Block, wanted: list[str], grid: Grid, dtypes: Mapping[str, np
             replace(block, bands=slice(middle, block.bands.stop))]
 
 
-def _fetch(expression: Mapping[str, Any], names: list[str], grid: Grid, block: Block, settings: EESettings,
+def _fetch(expression: str, names: list[str], grid: Grid, block: Block, settings: EESettings,
            dtypes: Mapping[str, np.dtype]) -> np.ndarray:
     """One computePixels request with a pre-serialised expression; the NPY answer decoded in place and checked."""
-    import ee
-
-    body = {"expression": expression, "fileFormat": "NPY", "bandIds": names, "grid": _grid_request(grid, block)}
+    rest = {"fileFormat": "NPY", "bandIds": names, "grid": _grid_request(grid, block)}
     if settings.tag:
-        body["workloadTag"] = settings.tag
-    data = ee.data._execute_cloud_call(_client.pixels.computePixels(project=_client.project_path, body=body),
-                                       num_retries=0)
-    answer = decode_npy(data)
+        rest["workloadTag"] = settings.tag
+    body = f'{{"expression":{expression},{json.dumps(rest, separators=(",", ":"))[1:]}'
+    answer = decode_npy(_client.pixels.compute_pixels(body.encode()))
     _check_answer(answer, names, (block.rows.stop - block.rows.start, block.cols.stop - block.cols.start), dtypes)
     return answer
 
 
 def decode_npy(data: bytes) -> np.ndarray:
     """A NumPy .npy answer as an array viewing ``data`` (no copy); truncated or foreign bodies raise ValueError."""
-    if not isinstance(data, bytes | bytearray | memoryview):
+    if not isinstance(data, bytes | bytearray):
         raise BadAnswer(f"computePixels returned {type(data).__name__}, not NPY bytes")
-    stream = io.BytesIO(data)
-    version = np.lib.format.read_magic(stream)
-    shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                             else np.lib.format.read_array_header_2_0)(stream)
+    if data[:6] != b"\x93NUMPY" or len(data) < 12:
+        raise ValueError("computePixels answer is not an NPY file")
+    if data[6] not in (1, 2):
+        raise BadAnswer(f"computePixels returned NPY version {data[6]}.{data[7]}, not 1.0 or 2.0")
+    size = 2 if data[6] == 1 else 4  # the header length's bytes: two in NPY 1.0, four in 2.0
+    offset = 8 + size + int.from_bytes(data[8:8 + size], "little")
+    shape, fortran, dtype = _npy_header(bytes(data[:offset]))
     if fortran or dtype.hasobject:
         raise BadAnswer("computePixels returned a Fortran-ordered or object array")
-    answer = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=stream.tell())
+    answer = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=offset)
     return answer.reshape(shape)
+
+
+_header_lock = threading.Lock()
+
+
+@lru_cache(maxsize=64)
+def _npy_header(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) of an NPY header. The answers of one request shape share a header, so this
+    parses each once; under a lock, as NumPy parses headers with ``ast``, which is not thread-safe in
+    CPython 3.11 ("AST constructor recursion depth mismatch" when threads parse at once)."""
+    with _header_lock:
+        stream = io.BytesIO(header)
+        version = np.lib.format.read_magic(stream)
+        return (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)(stream)
 
 
 def _check_answer(answer: np.ndarray, names: list[str], shape: tuple[int, int],

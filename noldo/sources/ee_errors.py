@@ -10,6 +10,8 @@ from __future__ import annotations
 import http.client
 from dataclasses import dataclass
 
+import urllib3
+
 RETRY, SPLIT, REJECT, STOP = "retry", "split", "reject", "stop"
 
 
@@ -37,7 +39,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 #: Failures outside HTTP answers that another attempt may cure, and what is done with them.
-TRANSIENT_ERRORS = (OSError, http.client.HTTPException, EOFError, TimeoutError)
+TRANSIENT_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError, EOFError, TimeoutError)
 TRANSPORT = Rule(RETRY, frozenset(), "", "timeouts, dropped connections, truncated or malformed answers")
 
 

@@ -2,15 +2,15 @@
 
 A sample's request depends on which scenes it uses only through their asset ids, so the graph of each
 request shape (which modalities, seasons and slice counts) is built and serialised once per process
-with placeholder ids; a request then only substitutes its ids into the serialised text.
+with placeholder ids; a request then only joins its ids into the pieces of that text.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
 
 from noldo.sources import cloud_score, dynamic_world, earthengine, sentinel1, sentinel2
 
@@ -27,19 +27,21 @@ def band_names(array: str, season: int) -> list[str]:
     return [f"{array}_t{season}_{band}" for band in MODALITIES[array].BANDS]
 
 
-def request(layers: Sequence[Layer]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """The serialised expression of a request and its bands as (band id, dtype)."""
+def request(layers: Sequence[Layer]) -> tuple[str, list[tuple[str, str]]]:
+    """The serialised expression of a request (JSON text) and its bands as (band id, dtype)."""
     shape = tuple((array, season, len(assets)) for array, season, assets in layers)
-    text = _template(shape)
-    ids = [asset for _, _, assets in layers for asset in assets]
-    for k, asset in enumerate(ids):
-        text = text.replace(json.dumps(_PLACEHOLDER.format(k)), json.dumps(asset))
+    pieces, order = _template(shape)
+    ids = [json.dumps(asset) for _, _, assets in layers for asset in assets]
+    text = [pieces[0]]
+    for k, piece in zip(order, pieces[1:], strict=True):
+        text += (ids[k], piece)
     bands = [(name, MODALITIES[array].DTYPE) for array, season, _ in layers for name in band_names(array, season)]
-    return json.loads(text), bands
+    return "".join(text), bands
 
 
 @lru_cache(maxsize=128)
-def _template(shape: tuple[tuple[str, int, int], ...]) -> str:
+def _template(shape: tuple[tuple[str, int, int], ...]) -> tuple[list[str], list[int]]:
+    """The serialised graph of a request shape cut at its placeholders, and the asset each cut takes."""
     import ee
 
     images, names, k = [], [], 0
@@ -47,4 +49,6 @@ def _template(shape: tuple[tuple[str, int, int], ...]) -> str:
         images.append(MODALITIES[array].layer([_PLACEHOLDER.format(k + p) for p in range(parts)]))
         names += band_names(array, season)
         k += parts
-    return json.dumps(earthengine.serialize(ee.Image.cat(images).rename(names)))
+    text = json.dumps(earthengine.serialize(ee.Image.cat(images).rename(names)), separators=(",", ":"))
+    cut = re.split(r'"@noldo-asset-(\d+)@"', text)
+    return cut[0::2], [int(k) for k in cut[1::2]]

@@ -51,7 +51,7 @@ ALL_KINDS = ("429", "429-rate", "500", "503", "400-timeout", "400-memory", "drop
 @pytest.mark.parametrize("kinds", [("truncate",), ("shape", "dtype"), ("timeout",), ("429", "500", "drop", "slow"),
                                    ("400-timeout", "429-rate", "503"), ("400-memory",), ("byteorder",)])
 def test_transient_faults_are_retried(catalogue, clean, tmp_path, monkeypatch, kinds):
-    result, counts = build(catalogue, Faults(rate=0.25, kinds=kinds, seed=4), tmp_path / "faulty", tmp_path,
+    result, counts = build(catalogue, Faults(rate=0.4, kinds=kinds, seed=4), tmp_path / "faulty", tmp_path,
                            monkeypatch)
     assert result.exit_code == 0, result.output
     assert sum(counts.values()) > 0, "no fault was injected"
