@@ -313,6 +313,29 @@ def test_request_size_limit_is_inclusive(fake, catalogue):
         pixels(b4, grid)
 
 
+def test_partial_responses_keep_the_selected_fields_and_refuse_unknown_ones(fake, catalogue, monkeypatch):
+    """``fields`` (Google's partial-response parameter) as our client sends it: the same images, page by page,
+    with only the selected fields; a selection naming a field the message lacks is a 400."""
+    from noldo.sources import earthengine
+
+    configure(fake, page_size=25)
+    monkeypatch.setenv("NOLDO_EE_SERVICE_ACCOUNT_KEY", str(fake.key))
+    settings = earthengine.settings_from("noldo-test", fake.url)
+    region = {"type": "Polygon", "coordinates": [[[BBOX[0], BBOX[1]], [BBOX[2], BBOX[1]], [BBOX[2], BBOX[3]],
+                                                  [BBOX[0], BBOX[3]], [BBOX[0], BBOX[1]]]]}
+    before = fake.requests["listImages"]
+    ours = earthengine.list_images(settings, S2, "2020-01-01T00:00:00Z", "2020-07-01T00:00:00Z", region)
+    full = ee.data.listImages({"parent": S2, "startTime": "2020-01-01T00:00:00Z", "endTime": "2020-07-01T00:00:00Z",
+                               "region": region})["images"]
+    assert [a["id"] for a in ours] == [a["id"] for a in full] and len(ours) > 25
+    assert fake.requests["listImages"] - before == 2 * -(-len(ours) // 25), "both followed every page"
+    assert {key for a in ours for key in a} == {"id", "startTime", "endTime", "geometry", "properties", "bands"}
+    assert ours[0]["bands"][0] == {"grid": {"crsCode": full[0]["bands"][0]["grid"]["crsCode"]}}
+    assert ours[0]["properties"] == full[0]["properties"], "a map field is kept whole"
+    with pytest.raises(ee.EEException, match="Invalid field selection"):
+        ee.data.listAssets({"parent": S2, "pageSize": 5, "fields": "assets(id,cloudCover)"})
+
+
 def test_an_unimaged_sample_is_not_listed(fake):
     _, far = grid_at(11.4, 49.5)  # north of every footprint
     assert listing(S2, far) == [] and listing(S1, far) == []

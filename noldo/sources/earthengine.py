@@ -33,7 +33,7 @@ from noldo.errors import NoldoError
 from noldo.grid import Grid
 from noldo.sources import ee_errors
 from noldo.sources.base import Rejected, Unfinished, count
-from noldo.sources.ee_http import PixelClient, Refusal
+from noldo.sources.ee_http import Refusal, RestClient
 from noldo.sources.ee_quota import Quota
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ MAX_REQUEST_BYTES = 48 * 2**20
 MAX_REQUEST_SIDE = 32768
 MAX_REQUEST_BANDS = 1024
 LIST_PAGE_SIZE = 1000  # images per listImages page (the most a FULL listing page holds)
+#: What a listing returns of each image (partial response): the rest, its bands' types and grids, a
+#: fifth of a page, is never used.
+LISTING_FIELDS = "assets(id,startTime,endTime,geometry,properties,bands/grid/crsCode),nextPageToken"
 SHARED_LISTINGS = 256  # listings kept per process for the samples of the same place
 AUTH_HELP = ("run `earthengine authenticate` (stored user credentials), or set NOLDO_EE_SERVICE_ACCOUNT_KEY "
              "to a service-account key file, or run `gcloud auth application-default login`")
@@ -102,11 +105,11 @@ def settings_from(project: str | None = None, url: str | None = None, concurrenc
 
 @dataclass
 class _Client:
-    """What one initialisation gives a process: the settings, the quota, the pixel client."""
+    """What one initialisation gives a process: the settings, the quota, the REST client."""
 
     settings: EESettings
     quota: Quota
-    pixels: PixelClient
+    rest: RestClient
 
 
 _init_lock = threading.Lock()
@@ -170,9 +173,9 @@ def initialize(settings: EESettings) -> None:
         if not any(os.environ.get(name) or os.environ.get(name.lower()) for name in _PROXY_ENV):
             session.trust_env = False  # no proxy or CA settings to read: skip scanning them per request
         quota = Quota(settings.concurrency, settings.rate, settings.processes, f"noldo-ee-{project}")
-        pixels = PixelClient(settings.url, ee.data._get_projects_path(), ee._state.get_state().credentials,
-                             settings.concurrency, settings.deadline)
-        _client = _Client(settings, quota, pixels)
+        rest = RestClient(settings.url, ee.data._get_projects_path(), ee._state.get_state().credentials,
+                          settings.concurrency, settings.deadline)
+        _client = _Client(settings, quota, rest)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -311,18 +314,17 @@ def list_images(settings: EESettings, collection: str, start: str, end: str, reg
 
 def _list_pages(settings: EESettings, collection: str, start: str, end: str, region: dict[str, Any],
                 properties: Sequence[str]) -> list[dict[str, Any]]:
-    import ee
-
-    params = {"parent": collection, "startTime": start, "endTime": end, "region": json.dumps(region),
-              "pageSize": LIST_PAGE_SIZE}
-    if properties:
-        params["properties"] = list(properties)
+    """Every page of a listing, as ``listAssets`` with the filter the client library builds for ``listImages``."""
+    geojson = json.dumps(region, separators=(",", ":")).replace('"', "'")  # the filter quotes it in "…"
+    terms = [f'startTime >= "{start}"', f'endTime < "{end}"', f'intersects("{geojson}")',
+             *(f"properties.{p.strip().removeprefix('properties.')}" for p in properties)]
+    params = {"filter": " AND ".join(terms), "pageSize": LIST_PAGE_SIZE, "fields": LISTING_FIELDS}
     images: list[dict[str, Any]] = []
     token = None
     while True:
         page = {**params, **({"pageToken": token} if token else {})}
-        answer = call("listImages", lambda page=page: ee.data.listImages(dict(page)), settings)
-        images += answer.get("images") or []
+        answer = call("listImages", lambda page=page: _client.rest.list_assets(collection, page), settings)
+        images += answer.get("assets") or []
         token = answer.get("nextPageToken")
         if not token:
             return images
@@ -433,7 +435,7 @@ def _fetch(expression: str, names: list[str], grid: Grid, block: Block, settings
     if settings.tag:
         rest["workloadTag"] = settings.tag
     body = f'{{"expression":{expression},{json.dumps(rest, separators=(",", ":"))[1:]}'
-    answer = decode_npy(_client.pixels.compute_pixels(body.encode()))
+    answer = decode_npy(_client.rest.compute_pixels(body.encode()))
     _check_answer(answer, names, (block.rows.stop - block.rows.start, block.cols.stop - block.cols.start), dtypes)
     return answer
 

@@ -1,10 +1,10 @@
-"""Pixel requests over a plain HTTP pool, beside the Earth Engine client library.
+"""The build's two Earth Engine calls (``computePixels``, ``listAssets`` pages) over a plain HTTP pool.
 
-The library sends ``computePixels`` through four layers (the discovery client, its HTTP adapter,
+The client library sends them through four layers (the discovery client, its HTTP adapter,
 google-auth's wrapper, requests), which re-serialise the expression, scan the environment and copy
-the answer in 10 kB pieces: a few milliseconds of CPU per request, the largest cost of a build's
-request path. Here one request is one POST of an already serialised body on a pooled urllib3
-connection, authorised with the credentials the library was initialised with (refreshed under a
+answers in 10 kB pieces: a few milliseconds of CPU per request, the largest cost of a build's
+request path. Here one request is one POST of an already serialised body (or one GET) on a pooled
+urllib3 connection, authorised with the credentials the library was initialised with (refreshed under a
 lock when they expire, and once more when the server answers 401), proxies and CA bundle read once
 from the environment. Refusals raise :class:`Refusal` with the status and the server's message, which
 the retry table (:mod:`noldo.sources.ee_errors`) judges like the library's own errors.
@@ -59,10 +59,12 @@ def pool_for(url: str, connections: int, timeout: float) -> urllib3.PoolManager:
     return urllib3.PoolManager(**options)
 
 
-class PixelClient:
-    """``computePixels`` of one project: POST a serialised body, get the answer's bytes."""
+class RestClient:
+    """The REST calls of one project: ``computePixels`` (a serialised body in, the answer's bytes out) and
+    ``listAssets`` pages (decoded JSON)."""
 
     def __init__(self, url: str, project_path: str, credentials: Any, connections: int, timeout: float) -> None:
+        self.url = url
         self.endpoint = f"{url}/v1/{project_path}/image:computePixels"
         self.pool = pool_for(url, connections, timeout)
         self.credentials = credentials
@@ -76,11 +78,19 @@ class PixelClient:
 
     def compute_pixels(self, body: bytes) -> bytes:
         """The answer to one request (raises :class:`Refusal`, or urllib3's errors when no answer came)."""
+        return self._send("POST", self.endpoint, body)
+
+    def list_assets(self, parent: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of ``listAssets`` of a collection (an asset id such as ``COPERNICUS/S2_HARMONIZED``)."""
+        name = parent if parent.startswith("projects/") else f"projects/earthengine-public/assets/{parent}"
+        query = urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+        return json.loads(self._send("GET", f"{self.url}/v1/{urllib.parse.quote(name)}:listAssets?{query}"))
+
+    def _send(self, method: str, url: str, body: bytes | None = None) -> bytes:
         refused = None
         while True:
             token = self._token(refused)
-            response = self.pool.request("POST", self.endpoint, body=body, preload_content=True,
-                                         decode_content=False,
+            response = self.pool.request(method, url, body=body, preload_content=True, decode_content=False,
                                          headers={**self._headers, "authorization": f"Bearer {token}"})
             if response.status == 200:
                 return response.data

@@ -495,6 +495,72 @@ class Faults:
         return self.kinds[int.from_bytes(h[4:8], "little") % len(self.kinds)]
 
 
+def field_mask(text: str) -> dict[str, Any]:
+    """The tree of a partial-response ``fields`` selection (Google's system parameter), e.g.
+    ``assets(id,bands/grid/crsCode),nextPageToken`` → {assets: {id: {}, bands: {grid: {crsCode: {}}}}, …}."""
+    tree: dict[str, Any] = {}
+    stack, path, name = [tree], [tree], ""
+
+    def close_name() -> None:
+        nonlocal name
+        if name.strip():
+            node = path[-1]
+            for part in name.strip().split("/"):
+                node = node.setdefault(part, {})
+            path[-1] = node
+        name = ""
+
+    for char in text + ",":
+        if char == "(":
+            close_name()
+            stack.append(path[-1])
+            path.append(path[-1])
+        elif char == ")":
+            close_name()
+            if len(stack) == 1:
+                raise EvalError(f"Invalid field selection {text}")
+            stack.pop()
+            path.pop()
+            path[-1] = stack[-1]
+        elif char == ",":
+            close_name()
+            path[-1] = stack[-1]
+        else:
+            name += char
+    if len(stack) != 1:
+        raise EvalError(f"Invalid field selection {text}")
+    return tree
+
+
+def partial_response(value: Any, mask: dict[str, Any], known: dict[str, Any] | None = None) -> Any:
+    """``value`` keeping only the fields of ``mask`` (lists: each element); a name the message does not have
+    is refused as Google's front end does ("Invalid field selection"). Map fields (``properties``) keep all keys."""
+    if not mask:
+        return value
+    if isinstance(value, list):
+        return [partial_response(v, mask, known) for v in value]
+    if not isinstance(value, dict):
+        raise EvalError(f"Invalid field selection {next(iter(mask))}")
+    fields = LISTING_FIELDS if known is None else known
+    out = {}
+    for name, below in mask.items():
+        if name not in fields:
+            raise EvalError(f"Invalid field selection {name}")
+        if name in value:
+            out[name] = value[name] if fields[name] is None else partial_response(value[name], below, fields[name])
+    return out
+
+
+_BAND_FIELDS = {"id": {}, "dataType": {"precision": {}, "range": {"min": {}, "max": {}}},
+                "grid": {"crsCode": {}, "dimensions": {}, "affineTransform": {}}, "pyramidingPolicy": {},
+                "tilesets": {}, "missingData": {}}
+_ASSET_FIELDS = {"type": {}, "name": {}, "id": {}, "updateTime": {}, "title": {}, "description": {},
+                 "properties": None, "startTime": {}, "endTime": {}, "geometry": None, "bands": _BAND_FIELDS,
+                 "sizeBytes": {}}
+#: The fields of a ListAssetsResponse a selection may name (None: a map or JSON value, kept whole).
+LISTING_FIELDS = {"assets": _ASSET_FIELDS, "nextPageToken": {}}
+
+
 # -- the server ----------------------------------------------------------------------------------------
 
 class FakeEarthEngine(LoopbackServer):
@@ -587,7 +653,9 @@ class FakeEarthEngine(LoopbackServer):
         answer = '{"assets": [' + ", ".join(assets) + "]"
         if offset + size < len(images):
             answer += f', "nextPageToken": "{self._page_token(offset + size, parent, query, view)}"'
-        return answer + "}"
+        answer += "}"
+        mask = params.get("fields", [""])[0]
+        return json.dumps(partial_response(json.loads(answer), field_mask(mask))) if mask else answer
 
     def compute(self, body: dict[str, Any]) -> list[Band]:
         """The bands a computePixels body asks for (``bandIds`` of the evaluated expression), checked
