@@ -4,10 +4,10 @@ Initialisation (credentials, project, endpoint), one quota for the whole build (
 and per second, across a dask cluster: :mod:`noldo.sources.ee_quota`), the retry table by status and
 message (:mod:`noldo.sources.ee_errors`), paginated listings (each page one request, retried on its
 own, shared between the samples of one place), and pixel requests cut to Earth Engine's size limits,
-split further when the server runs out of memory, sent on a plain HTTP pool (:mod:`noldo.sources.ee_http`),
-decoded without copying and checked before use. The client library's own retries are off so they do
-not multiply. Tests replace the service
-(:mod:`noldo.testing.earthengine`), not this module.
+split further when the server runs out of memory, decoded without copying and checked before use.
+The client library initialises (credentials, the algorithm list) and serialises expressions; the
+requests themselves go out on a plain HTTP pool (:mod:`noldo.sources.ee_http`). Tests replace the
+service (:mod:`noldo.testing.earthengine`), not this module.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ LISTING_FIELDS = "assets(id,startTime,endTime,geometry,properties,bands/grid/crs
 SHARED_LISTINGS = 256  # listings kept per process for the samples of the same place
 AUTH_HELP = ("run `earthengine authenticate` (stored user credentials), or set NOLDO_EE_SERVICE_ACCOUNT_KEY "
              "to a service-account key file, or run `gcloud auth application-default login`")
-_PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,6 @@ def initialize(settings: EESettings) -> None:
         if _client is not None and _client.settings == settings:
             return
         import ee
-        import requests
 
         credentials = _credentials(settings)
         project = _project(settings, credentials)
@@ -164,14 +162,7 @@ def initialize(settings: EESettings) -> None:
         except Exception as exc:  # google-auth refresh errors and the like: say what failed, no traceback
             raise NoldoError(f"Earth Engine authentication failed ({type(exc).__name__}: {_first_line(exc)}); "
                              f"{AUTH_HELP}") from None
-        ee.data.setMaxRetries(0)  # our retry policy below is the only one
-        ee.data.setDeadline(int(settings.deadline * 1000))
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=settings.concurrency)
-        session = ee._state.get_state().requests_session  # one connection per concurrent request
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        if not any(os.environ.get(name) or os.environ.get(name.lower()) for name in _PROXY_ENV):
-            session.trust_env = False  # no proxy or CA settings to read: skip scanning them per request
+        ee.data.setDeadline(int(settings.deadline * 1000))  # the library's own calls: its algorithm list
         quota = Quota(settings.concurrency, settings.rate, settings.processes, f"noldo-ee-{project}")
         rest = RestClient(settings.url, ee.data._get_projects_path(), ee._state.get_state().credentials,
                           settings.concurrency, settings.deadline)
