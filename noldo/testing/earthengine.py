@@ -532,23 +532,26 @@ def field_mask(text: str) -> dict[str, Any]:
     return tree
 
 
-def partial_response(value: Any, mask: dict[str, Any], known: dict[str, Any] | None = None) -> Any:
-    """``value`` keeping only the fields of ``mask`` (lists: each element); a name the message does not have
-    is refused as Google's front end does ("Invalid field selection"). Map fields (``properties``) keep all keys."""
+def check_selection(mask: dict[str, Any], known: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``mask`` if every name it selects is a field of the message; else the 400 of Google's front end."""
+    known = LISTING_FIELDS if known is None else known
+    for name, below in mask.items():
+        if name not in known:
+            raise EvalError(f"Invalid field selection {name}")
+        if known[name] is not None:
+            check_selection(below, known[name])
+    return mask
+
+
+def partial_response(value: Any, mask: dict[str, Any], known: dict[str, Any]) -> Any:
+    """``value`` keeping only the fields of a checked ``mask`` (lists: each element); map and JSON fields
+    (``properties``, ``geometry``) are kept whole."""
     if not mask:
         return value
     if isinstance(value, list):
         return [partial_response(v, mask, known) for v in value]
-    if not isinstance(value, dict):
-        raise EvalError(f"Invalid field selection {next(iter(mask))}")
-    fields = LISTING_FIELDS if known is None else known
-    out = {}
-    for name, below in mask.items():
-        if name not in fields:
-            raise EvalError(f"Invalid field selection {name}")
-        if name in value:
-            out[name] = value[name] if fields[name] is None else partial_response(value[name], below, fields[name])
-    return out
+    return {name: value[name] if known[name] is None else partial_response(value[name], below, known[name])
+            for name, below in mask.items() if name in value}
 
 
 _BAND_FIELDS = {"id": {}, "dataType": {"precision": {}, "range": {"min": {}, "max": {}}},
@@ -584,6 +587,7 @@ class FakeEarthEngine(LoopbackServer):
         self.requests: Counter = Counter()
         self.log: list[tuple[str, str, Any]] = []
         self.lock = threading.Lock()
+        self._selected: dict[tuple[str, str], str] = {}  # listing entries by image and field selection
         self.tokens: set[str] = set()
         self.in_flight = self.max_in_flight = 0
         self.per_second: Counter = Counter()
@@ -648,14 +652,25 @@ class FakeEarthEngine(LoopbackServer):
         offset = self._page_offset(token, parent, query, view) if token else 0
         images = self.catalogue.query(parent, query)
         page = images[offset: offset + size]
+        fields = params.get("fields", [""])[0]
+        mask = check_selection(field_mask(fields)) if fields else {}
         assets = ([json.dumps({"type": "IMAGE", "name": f"projects/earthengine-public/assets/{i.id}", "id": i.id})
-                   for i in page] if view == "BASIC" else [i.asset_json() for i in page])
-        answer = '{"assets": [' + ", ".join(assets) + "]"
-        if offset + size < len(images):
-            answer += f', "nextPageToken": "{self._page_token(offset + size, parent, query, view)}"'
-        answer += "}"
-        mask = params.get("fields", [""])[0]
-        return json.dumps(partial_response(json.loads(answer), field_mask(mask))) if mask else answer
+                   for i in page] if view == "BASIC" else [self._asset_json(i, mask.get("assets", {}), fields)
+                                                          for i in page])
+        answer = '{"assets": [' + ", ".join(assets) + "]" if "assets" in mask or not mask else "{"
+        if offset + size < len(images) and ("nextPageToken" in mask or not mask):
+            token = f'"nextPageToken": "{self._page_token(offset + size, parent, query, view)}"'
+            answer += f", {token}" if answer != "{" else token
+        return answer + "}"
+
+    def _asset_json(self, image: Any, mask: dict[str, Any], fields: str) -> str:
+        """An image's listing entry with a partial-response selection, serialised once per selection."""
+        if not mask:
+            return image.asset_json()
+        key = (image.id, fields)
+        if key not in self._selected:
+            self._selected[key] = json.dumps(partial_response(image.asset(), mask, LISTING_FIELDS["assets"]))
+        return self._selected[key]
 
     def compute(self, body: dict[str, Any]) -> list[Band]:
         """The bands a computePixels body asks for (``bandIds`` of the evaluated expression), checked
