@@ -90,3 +90,10 @@ def test_every_array_has_a_known_licence():
     assert all(a.licence in catalog.LICENCES for a in catalog.ARRAYS.values())
     assert catalog.ARRAYS["osm"].licence == "odbl-1.0"
     assert {"copernicus", "cc-by-4.0", "odbl-1.0"} <= set(catalog.LICENCES)
+
+
+def test_the_noise_figure_renders(tmp_path):
+    from noldo.noise_figure import render
+
+    out = render(tmp_path / "noise.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 50_000
