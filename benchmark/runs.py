@@ -106,24 +106,28 @@ def save_config(folder: Path, config: Mapping[str, Any]) -> None:
     (folder / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=True))
 
 
-def plot_curves(metrics_csv: Path, out: Path, keys: Sequence[str]) -> Path | None:
-    """Epoch curves of the logged ``keys`` from a Lightning CSVLogger file, as a PNG."""
+def plot_curves(metrics_csv: Path, out: Path, panels: Mapping[str, Sequence[str]]) -> Path | None:
+    """Epoch curves of logged keys from a Lightning CSVLogger file as a PNG, one panel per ``panels`` entry
+    (title → keys); None when nothing of it was logged."""
     import pandas as pd
     from matplotlib.figure import Figure  # no pyplot: no backend switch, nothing left open
 
     if not metrics_csv.exists():
         return None
     table = pd.read_csv(metrics_csv)
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    for key in keys:
-        if key in table:
+    shown = {title: [k for k in keys if k in table] for title, keys in panels.items()}
+    shown = {title: keys for title, keys in shown.items() if keys}
+    if not shown:
+        return None
+    fig = Figure(figsize=(6 * len(shown), 4))
+    for ax, (title, keys) in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown.items(), strict=True):
+        for key in keys:
             series = table.dropna(subset=[key]).groupby("epoch")[key].mean()
-            ax.plot(series.index, series.values, marker="o", label=key)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
+            ax.plot(series.index, series.values, marker="o", markersize=3, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     return out

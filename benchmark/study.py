@@ -90,11 +90,11 @@ def diagnostics(data: Path, run: Path, variants: dict[str, dict[str, Any]]) -> s
     for name in variants:
         metrics = run / "pretrain" / name / "metrics.csv"
         logged = pd.read_csv(metrics) if metrics.exists() else pd.DataFrame()
-        if "label_precision_selected" not in logged:
+        if "kept_precision_s2" not in logged:
             rows.append([name, "—", "— (no selection)"])
             continue
-        last = logged.dropna(subset=["label_precision_selected"]).iloc[-1]
-        rows.append([name, f"{last.label_precision_base:.3f}", f"{last.label_precision_selected:.3f}"])
+        last = logged.dropna(subset=["kept_precision_s2"]).iloc[-1]
+        rows.append([name, f"{last.labels_right:.3f}", f"{last.kept_precision_s2:.3f}"])
     header = ["pretraining", "correct noisy labels, all pixels", "correct, selected (weight 1) pixels"]
     return (f"Label noise of the demo `nol` split: {noise:.1%} of the labelled pixels disagree with the truth.\n\n"
             + table(header, rows))

@@ -169,6 +169,12 @@ def test_end_to_end_run_resume_and_transfer(tiny_store, tmp_path):
     losses = epoch_losses(tmp_path / "full")
     assert losses.iloc[-1] < losses.iloc[0], "training lowers the loss"
     assert (tmp_path / "full" / "loss.png").stat().st_size > 5000
+    logged = pd.read_csv(tmp_path / "full" / "metrics.csv")
+    for key in ("labels_right", "truth_acc_s1", "truth_acc_s2", "val_truth_acc_s1", "val_truth_acc_s2",
+                "memorised_s1", "memorised_s2", "kept_precision_s1", "kept_precision_s2", "kept_recall_s2"):
+        per_epoch = logged.dropna(subset=[key]).groupby("epoch")[key].mean()
+        assert len(per_epoch) == 3 and per_epoch.between(0, 1).all(), key
+    assert summary["truth_curves"] and (tmp_path / "full" / "truth.png").stat().st_size > 5000
     assert (tmp_path / "full" / "config.yaml").exists() and list((tmp_path / "full" / "tensorboard").iterdir())
     checkpoint = tmp_path / "full" / "checkpoints" / "epoch=001.ckpt"
     assert checkpoint.exists() and summary["epochs"] == 3
@@ -186,6 +192,8 @@ def test_single_modality_and_ablation_switches(tiny_store, tmp_path):
     pretrain(tiny_store, tmp_path / "s1", "--epochs", "1", "--single-modality", "s1", "--max-steps", "2")
     state = load_encoder_state(tmp_path / "s1" / "checkpoints" / "last.ckpt", "s1")
     assert state["conv1.weight"].shape[1] == 2
+    logged = pd.read_csv(tmp_path / "s1" / "metrics.csv")
+    assert {"truth_acc_s1", "memorised_s1"} <= set(logged) and not any(k.startswith("kept_") for k in logged)
     summary = pretrain(tiny_store, tmp_path / "abl", "--epochs", "1", "--max-steps", "2", "--no-selection",
                        "--no-smoothing", "--no-consistency", "--fusion", "late", "--bands", "9B")
     assert summary["metrics"]["train_con"] == 0
@@ -241,3 +249,18 @@ def test_a_store_without_cloud_scores_still_trains(example_store, tmp_path):
     assert verify(root)[0] == []
     summary = pretrain(root, tmp_path / "old", "--epochs", "1", "--max-steps", "1")
     assert summary["epochs"] == 1
+
+
+def test_truth_metrics_count_memorisation_and_the_kept_pixels():
+    from benchmark.cromss.truth_metrics import SNOW, truth_metrics
+
+    truth = torch.tensor([[[1, 1, 2, 2, 3, 3]]])
+    labels = torch.tensor([[[1, 4, 2, 5, SNOW, 255]]])  # right, wrong, right, wrong, seasonal snow, nodata
+    predicted = torch.tensor([[[1, 4, 0, 2, SNOW, 3]]])  # memorises one of the two wrong labels
+    logits = torch.nn.functional.one_hot(predicted, 9).permute(0, 3, 1, 2).float()
+    kept = torch.tensor([[[True, True, False, False, True, True]]])
+    out = truth_metrics(logits, labels, truth, kept)
+    assert out["truth_acc"] == pytest.approx(2 / 4), "judged: the four labelled, non-snow pixels"
+    assert out["memorised"] == pytest.approx(1 / 2)
+    assert out["kept_precision"] == pytest.approx(1 / 2) and out["kept_recall"] == pytest.approx(1 / 2)
+    assert "kept_precision" not in truth_metrics(logits, labels, truth)

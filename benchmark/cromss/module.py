@@ -9,9 +9,9 @@ import segmentation_models_pytorch as smp
 import torch
 
 from benchmark.cromss.losses import DEFAULTS, cromss_loss, single_modal_loss
+from benchmark.cromss.truth_metrics import judged, truth_metrics
 from benchmark.data import NUM_CLASSES, prior_batch
 from benchmark.models import TwoBranchUNet
-from benchmark.tasks import IGNORE
 from noldo.catalog import band_subset
 
 
@@ -60,34 +60,52 @@ class CromSSModule(L.LightningModule):
         labels = batch["label"]
         size = len(labels)
         if self.hparams.single_modality:
-            loss = single_modal_loss(self(batch), labels)
+            logits = self(batch)
+            loss = single_modal_loss(logits, labels)
             self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+            self._log_truth(batch, {self.hparams.single_modality: (logits, None)}, "")
             return loss
         logits_s1, logits_s2 = self(batch)
         out = cromss_loss(logits_s1, logits_s2, labels, self._prior(batch), self.current_epoch, self.config)
         metrics = {"train_loss": out["total"], "train_seg_s1": out["seg1"], "train_seg_s2": out["seg2"],
                    "train_con": out["con"], "weight_l_s2": out["w_l2"].mean()}
-        if "truth" in batch:  # a synthetic store knows which noisy labels are right
-            valid = labels != IGNORE
-            correct = (labels == batch["truth"]) & valid
-            selected = (out["w_l2"] >= 1) & valid
-            metrics["label_precision_base"] = correct.sum() / valid.sum().clamp_min(1)
-            metrics["label_precision_selected"] = (correct & selected).sum() / selected.sum().clamp_min(1)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         self.log("loss", out["total"], prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
+        kept = self.hparams.selection
+        self._log_truth(batch, {"s1": (logits_s1, out["w_l1"] >= 1 if kept else None),
+                                "s2": (logits_s2, out["w_l2"] >= 1 if kept else None)}, "")
         return out["total"]
 
     def validation_step(self, batch: dict[str, Any], _: int) -> None:
         """Hard labels, no smoothing, no selection: plain CE + Dice per branch plus the unweighted consistency."""
         labels = batch["label"]
         if self.hparams.single_modality:
-            loss = single_modal_loss(self(batch), labels)
+            logits = self(batch)
+            loss = single_modal_loss(logits, labels)
+            branches = {self.hparams.single_modality: (logits, None)}
         else:
             logits_s1, logits_s2 = self(batch)
             out = cromss_loss(logits_s1, logits_s2, labels, None, self.current_epoch,
                               {**self.config, "selection": False, "smoothing": False, "consistency": True})
             loss = out["seg1"] + out["seg2"] + out["con"]
+            branches = {"s1": (logits_s1, None), "s2": (logits_s2, None)}
         self.log("v_loss", loss, prog_bar=True, batch_size=len(labels), sync_dist=True)
+        self._log_truth(batch, branches, "val_", only=("truth_acc",))
+
+    def _log_truth(self, batch: dict[str, Any], branches: dict[str, tuple[torch.Tensor, torch.Tensor | None]],
+                   prefix: str, only: tuple[str, ...] | None = None) -> None:
+        """Per branch, the metrics against the truth when the store has one (benchmark/cromss/truth_metrics.py)."""
+        if "truth" not in batch:
+            return
+        if not prefix:  # the base rate the kept pixels' precision compares with
+            valid = judged(batch["label"], batch["truth"])
+            right = ((batch["label"] == batch["truth"]) & valid).sum() / valid.sum().clamp_min(1)
+            self.log("labels_right", right, on_step=False, on_epoch=True, batch_size=len(valid), sync_dist=True)
+        for branch, (logits, kept) in branches.items():
+            for key, value in truth_metrics(logits.detach(), batch["label"], batch["truth"], kept).items():
+                if (only is None or key in only) and not torch.isnan(value):
+                    self.log(f"{prefix}{key}_{branch}", value, on_step=False, on_epoch=True,
+                             batch_size=len(logits), sync_dist=True)
 
     def configure_optimizers(self):
         optimiser = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from benchmark.cromss.module import CromSSModule
+from benchmark.cromss.truth_metrics import PANELS
 from benchmark.datamodules import NoLDataModule
 from benchmark.runs import plot_curves, run_folder, save_config, select_device
 from noldo.errors import NoldoError
@@ -38,7 +39,9 @@ def train(data: str | Path, config: dict[str, Any], run: str | Path | None = Non
     """Pretrain on the store ``data`` with a resolved ``config``; returns the run summary.
 
     The run folder (``run``, default ``runs/cromss-<time>``) receives the config, Lightning's CSV and
-    TensorBoard logs, checkpoints every ``checkpoint_every`` epochs plus ``last.ckpt``, and ``loss.png``.
+    TensorBoard logs, checkpoints every ``checkpoint_every`` epochs plus ``last.ckpt``, ``loss.png`` and, when
+    the store has a truth, ``truth.png`` (accuracy against it, memorisation, kept pixels; see
+    benchmark/cromss/truth_metrics.py).
     ``resume`` is ``"last"`` (the run's ``last.ckpt``) or a checkpoint path. ``config["precision"]`` is
     filled in with the precision used. ``quiet`` hides the progress bar.
     """
@@ -73,7 +76,11 @@ def train(data: str | Path, config: dict[str, Any], run: str | Path | None = Non
         if not checkpoint.exists():
             raise NoldoError(f"no checkpoint to resume from at {checkpoint}")
     trainer.fit(module, datamodule=data_module, ckpt_path=checkpoint)
-    curve = plot_curves(folder / "metrics.csv", folder / "loss.png", ("train_loss", "v_loss"))
+    curve = plot_curves(folder / "metrics.csv", folder / "loss.png", {"loss": ("train_loss", "v_loss")})
+    truth = plot_curves(folder / "metrics.csv", folder / "truth.png",
+                        {title: [key.format(b=b) for key in keys for b in ("s1", "s2")]
+                         for title, keys in PANELS.items()})
     metrics = {k: round(float(v), 5) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return {"run": str(folder), "epochs": trainer.current_epoch, "metrics": metrics,
-            "last_checkpoint": str(folder / "checkpoints" / "last.ckpt"), "loss_curve": str(curve)}
+            "last_checkpoint": str(folder / "checkpoints" / "last.ckpt"), "loss_curve": str(curve),
+            "truth_curves": str(truth) if truth else None}

@@ -93,10 +93,10 @@ def main() -> None:
         import pandas as pd
 
         table = pd.read_csv(args.run / "metrics.csv")
-        per_epoch = table.dropna(subset=["label_precision_selected"]).groupby("epoch")[
-            ["label_precision_base", "label_precision_selected", "weight_l_s2"]].mean()
-        precision = [(int(e), f"{r.label_precision_base:.3f}", f"{r.label_precision_selected:.3f}",
-                      f"{r.label_precision_selected - r.label_precision_base:+.3f}", f"{r.weight_l_s2:.2f}")
+        per_epoch = table.dropna(subset=["kept_precision_s2"]).groupby("epoch")[
+            ["labels_right", "kept_precision_s2", "weight_l_s2"]].mean()
+        precision = [(int(e), f"{r.labels_right:.3f}", f"{r.kept_precision_s2:.3f}",
+                      f"{r.kept_precision_s2 - r.labels_right:+.3f}", f"{r.weight_l_s2:.2f}")
                      for e, r in per_epoch.iterrows()]
         print()
         report("selection_precision", ("epoch", "correct labels, all pixels", "correct labels, weight-1 pixels",
