@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import segmentation_models_pytorch as smp
 import torch
 from segmentation_models_pytorch.encoders import get_encoder
 from torch import nn
 
+from noldo import catalog
 from noldo.errors import NoldoError
 
 log = logging.getLogger(__name__)
@@ -71,15 +73,21 @@ def _decoder_channels(depth: int) -> tuple[int, ...]:
 _LAYOUTS = {"mid": {"s1": "encoder1.", "s2": "encoder."}, "late": {"s1": "model1.encoder.", "s2": "model2.encoder."}}
 
 
-def _load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: str | Path) -> Any:
+    """The object a checkpoint file holds (a Lightning checkpoint: a dict with ``state_dict`` and
+    ``hyper_parameters``)."""
     path = Path(path)
     if not path.is_file():
         raise NoldoError(f"checkpoint {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # Lightning hyper-parameters may hold plain Python objects: the file is trusted
         log.warning("%s holds more than tensors; loading it with weights_only=False", path.name)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    checkpoint = read_checkpoint(path)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise NoldoError(f"{path} is not a state dict or a Lightning checkpoint")
@@ -147,3 +155,16 @@ def load_encoder(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
     if unexpected:
         log.info("%d encoder tensors are not used at this depth (e.g. %s)", len(unexpected), unexpected[0])
     module.load_state_dict({k: v for k, v in state.items() if k in own})
+
+
+def load_pretrained(path: str | Path) -> tuple[TwoBranchUNet, dict[str, Any]]:
+    """A two-branch pretraining checkpoint of ours (``benchmark.cromss``) as its model, in eval mode, and its
+    hyper-parameters (fusion, bands, encoder, ...)."""
+    checkpoint = read_checkpoint(path)
+    hparams = dict(checkpoint.get("hyper_parameters") or {}) if isinstance(checkpoint, dict) else {}
+    if hparams.get("single_modality") or not {"fusion", "bands", "encoder"} <= set(hparams):
+        raise NoldoError(f"{path} is not a two-branch CromSS pretraining checkpoint of benchmark.cromss")
+    model = TwoBranchUNet(hparams["fusion"], 2, len(catalog.band_subset(hparams["bands"])), len(catalog.DW_CLASSES),
+                          hparams["encoder"])
+    model.load_state_dict(_load_checkpoint(path))
+    return model.eval(), hparams

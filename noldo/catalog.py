@@ -246,6 +246,9 @@ ARRAYS: dict[str, ArrayKind] = {
                   "known land-cover truth, Dynamic World classes 0–8 (synthetic source only)", "cc0-1.0"),
         ArrayKind("s2_cloud", ("sample", "season", "y", "x"), "uint8", 255,
                   "Cloud Score+ cs_cdf × 100 of the S2 scene: 0 = cloud or shadow … 100 = clear", "cloud-score-plus"),
+        ArrayKind("dw_trust", ("sample", "season", "y", "x"), "uint8", 255,
+                  "cross-modal trust in each Dynamic World label, 0 … 254 (benchmark.audit); 255 = no label",
+                  "cc-by-4.0"),
         ArrayKind("crs_epsg", ("sample",), "int32", None, "EPSG code of the sample's UTM grid", "cc0-1.0"),
         ArrayKind("center_lon", ("sample",), "float64", None, "longitude of the sample centre (°)", "cc0-1.0"),
         ArrayKind("center_lat", ("sample",), "float64", None, "latitude of the sample centre (°)", "cc0-1.0"),
@@ -255,7 +258,7 @@ ARRAYS: dict[str, ArrayKind] = {
 }
 
 #: Arrays that hold one value per pixel (the rest are per-sample georeference arrays).
-IMAGE_ARRAYS = ("s2", "s1", "dw", "osm", "truth", "s2_cloud")
+IMAGE_ARRAYS = ("s2", "s1", "dw", "osm", "truth", "s2_cloud", "dw_trust")
 
 #: ``s2_cloud`` at or above this is clear sky (Google's Cloud Score+ example keeps cs_cdf ≥ 0.60; 0.50–0.65
 #: work well); the index's ``s2_clear_tN`` is the share of such pixels.

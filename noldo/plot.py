@@ -52,7 +52,7 @@ def plot_sample(root: RootLike, split: str = "nol", sample: str | int = 0, seaso
     if season is not None and not 0 <= season < len(seasons):
         raise NoldoError(f"season {season} is outside 0–{len(seasons) - 1} of split {split}")
     rows = [season] if season is not None else list(range(len(seasons)))
-    per_season = [a for a in ("s2", "s1", "dw", "s2_cloud") if a in names]
+    per_season = [a for a in ("s2", "s1", "dw", "dw_trust", "s2_cloud") if a in names]
     static = [a for a in ("truth", "osm") if a in names]
     columns = len(per_season) + len(static)
     size = (max(3.2 * columns, 9.0), 3.5 * len(rows) + 1.2)
@@ -74,6 +74,10 @@ def plot_sample(root: RootLike, split: str = "nol", sample: str | int = 0, seaso
                     ax.contour(score.filled(100), levels=[catalog.CLEAR_THRESHOLD], colors="#C4281B", linewidths=0.8)
                 ax.set_title(f"cloud score, bright = clear (≥ {catalog.CLEAR_THRESHOLD} in red) · {seasons[t]}",
                              fontsize="small")
+            elif name == "dw_trust":
+                trust = np.ma.masked_equal(data, catalog.ARRAYS["dw_trust"].nodata)
+                ax.imshow(trust, cmap="RdYlGn", vmin=0, vmax=254, interpolation="nearest")
+                ax.set_title(f"label trust, green = trusted · {seasons[t]}", fontsize="small")
             elif name == "s1":
                 ax.imshow(np.nan_to_num(data[0], nan=_S1_RANGE_DB[0]), cmap="gray", vmin=_S1_RANGE_DB[0],
                           vmax=_S1_RANGE_DB[1])

@@ -57,9 +57,10 @@ def assert_same_arrays(a: Path, b: Path) -> None:
     pd.testing.assert_frame_equal(pd.read_parquet(a / "nol.parquet"), pd.read_parquet(b / "nol.parquet"))
 
 
-def kill_noldo(args: list[str], until, env: dict[str, str] | None = None, timeout: float = 120) -> bool:
-    """Start `python -m noldo ARGS`, SIGKILL it as soon as ``until()`` holds; True if it was still running."""
-    child = subprocess.Popen([sys.executable, "-m", "noldo", *args], stdout=subprocess.DEVNULL,
+def kill_noldo(args: list[str], until, env: dict[str, str] | None = None, timeout: float = 120,
+               module: str = "noldo") -> bool:
+    """Start `python -m MODULE ARGS`, SIGKILL it as soon as ``until()`` holds; True if it was still running."""
+    child = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + timeout
     while child.poll() is None and not until() and time.monotonic() < deadline:

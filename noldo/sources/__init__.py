@@ -6,12 +6,13 @@ The contract is :class:`noldo.sources.base.Source`; a new source is one module p
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from noldo.errors import choose
+from noldo.errors import NoldoError, choose
 from noldo.sources.base import Fetched, Option, Plan, Rejected, Source, Unfinished, count, counting, in_parallel
 from noldo.sources.ee_source import EarthEngineSource
 from noldo.sources.osm import OsmSource
@@ -25,8 +26,21 @@ __all__ = ["SOURCES", "Fetched", "Option", "Plan", "Rejected", "Source", "Unfini
 
 
 def source_class(name: str) -> type[Source]:
-    """The source class of a name, or a one-line error listing the sources."""
-    return choose(SOURCES, name, "source")
+    """The source class of a name, or a one-line error listing the sources.
+
+    ``package.module:Class`` names a source outside this registry (a plug-in, such as
+    ``benchmark.audit:TrustSource``, which needs libraries noldo does not import).
+    """
+    if ":" not in name:
+        return choose(SOURCES, name, "source")
+    module, _, attribute = name.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise NoldoError(f"cannot load the source {name}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Source)):
+        raise NoldoError(f"{name} is not a noldo source (a subclass of noldo.sources.base.Source)")
+    return cls
 
 
 def make_source(name: str, options: Mapping[str, Any], context: Mapping[str, Any] | None = None,
