@@ -109,6 +109,22 @@ def test_weighted_losses_against_references():
     assert weighted_soft_ce(logits, target, torch.zeros(2, 6, 6)) == 0
 
 
+def test_dice_counts_a_class_present_by_its_unweighted_target_mass():
+    """docs/method.md, "Losses": a class enters the Dice mean when Σ y′_c > 0, whatever its weights."""
+    torch.manual_seed(4)
+    logits = torch.randn(1, 3, 4, 4)
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[0, 0, 0] = 2  # class 2 is in the target, but selection gave its only pixel weight 0
+    target = F.one_hot(labels, 3).permute(0, 3, 1, 2).float()
+    weights = torch.ones(1, 4, 4)
+    weights[0, 0, 0] = 0
+    q = torch.softmax(logits, 1) * weights.unsqueeze(1)
+    dice = 2 * (q * target).sum((0, 2, 3)) / (q + target * weights.unsqueeze(1)).sum((0, 2, 3))
+    present = torch.tensor([1.0, 0.0, 1.0])  # class 1 is absent: it counts 0
+    torch.testing.assert_close(weighted_soft_dice(logits, target, weights), ((1 - dice) * present).mean())
+    assert weighted_soft_dice(logits, target, torch.zeros(1, 4, 4)) == pytest.approx(2 / 3), "no weight: 1 each"
+
+
 def test_consistency_loss_stops_gradients_at_the_teacher():
     student = torch.randn(1, 3, 4, 4, requires_grad=True)
     teacher = torch.randn(1, 3, 4, 4, requires_grad=True)

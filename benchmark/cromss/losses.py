@@ -50,15 +50,15 @@ def weighted_soft_ce(logits: torch.Tensor, target: torch.Tensor, weights: torch.
 
 def weighted_soft_dice(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
                        eps: float = 1e-7) -> torch.Tensor:
-    """Mean over all K classes of 1 − 2·Σ W q y′ / max(Σ W (q + y′), eps); a class without weighted
-    target mass counts 0, as the original's Dice does."""
+    """Mean over all K classes of 1 − 2·Σ W q y′ / max(Σ W (q + y′), eps); a class absent from the target
+    (Σ y′_c = 0, weights not applied) counts 0, as the original's Dice does."""
     q = torch.softmax(logits.float(), dim=1)
     w = weights.unsqueeze(1)
     dims = (0, 2, 3)
     intersection = (w * q * target).sum(dims)
     cardinality = (w * (q + target)).sum(dims)
     dice = 2 * intersection / cardinality.clamp_min(eps)
-    present = (w * target).sum(dims) > 0
+    present = target.sum(dims) > 0
     return ((1 - dice) * present).mean()
 
 
