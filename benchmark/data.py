@@ -24,6 +24,7 @@ from noldo.store import Split
 
 NUM_CLASSES = len(catalog.DW_CLASSES)  # the pretraining classes: Dynamic World
 PRIOR_SIGMA, PRIOR_TRUNCATE = 3.0, 4.0
+PRIOR_RADIUS = int(PRIOR_TRUNCATE * PRIOR_SIGMA + 0.5)  # 12 px: the Gaussian's reach
 MP_CONTEXT = "spawn"  # zarr runs an event-loop thread: never fork a process that has used it
 
 
@@ -86,29 +87,35 @@ def prior(labels: np.ndarray, season: int, k: int = NUM_CLASSES) -> np.ndarray:
 
 
 def _gaussian_kernel(device: torch.device) -> torch.Tensor:
-    radius = int(PRIOR_TRUNCATE * PRIOR_SIGMA + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+    x = torch.arange(-PRIOR_RADIUS, PRIOR_RADIUS + 1, dtype=torch.float32, device=device)
     kernel = torch.exp(-0.5 * (x / PRIOR_SIGMA) ** 2)
     return kernel / kernel.sum()
 
 
-def _blur(maps: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian over the last two axes with scipy's ``reflect`` border (edge sample repeated);
-    one grouped convolution per axis."""
+def _blur(maps: torch.Tensor, pad: int) -> torch.Tensor:
+    """Separable Gaussian over the last two axes, one grouped convolution per axis, after padding ``pad`` px
+    with scipy's ``reflect`` border (edge sample repeated): the output is 2·(radius − pad) px smaller."""
     kernel = _gaussian_kernel(maps.device)
-    r, c = kernel.numel() // 2, maps.shape[1]
-    x = torch.cat([maps[..., :r].flip(-1), maps, maps[..., -r:].flip(-1)], dim=-1)
+    c = maps.shape[1]
+    x = torch.cat([maps[..., :pad].flip(-1), maps, maps[..., maps.shape[-1] - pad:].flip(-1)], dim=-1)
     x = torch.nn.functional.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    x = torch.cat([x[..., :r, :].flip(-2), x, x[..., -r:, :].flip(-2)], dim=-2)
+    x = torch.cat([x[..., :pad, :].flip(-2), x, x[..., x.shape[-2] - pad:, :].flip(-2)], dim=-2)
     return torch.nn.functional.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def prior_batch(labels: torch.Tensor, season: torch.Tensor, k: int = NUM_CLASSES) -> torch.Tensor:
-    """:func:`prior` for a batch on the accelerator: labels (N, seasons, H, W), season (N,) → (N, K, H, W)."""
+def prior_batch(labels: torch.Tensor, season: torch.Tensor, k: int = NUM_CLASSES, margin: int = 0) -> torch.Tensor:
+    """:func:`prior` for a batch on the accelerator: labels (N, seasons, H + 2·margin, W + 2·margin), season (N,)
+    → (N, K, H, W), the prior of the labels without their outer ``margin`` px.
+
+    With ``margin`` ≥ :data:`PRIOR_RADIUS` (the labels of a crop with the filter margin, as
+    :class:`NoLPretrainDataset` hands them over) these are the values of the whole tile's prior.
+    """
+    trim = max(margin - PRIOR_RADIUS, 0)
+    labels = labels[..., trim:labels.shape[-2] - trim, trim:labels.shape[-1] - trim]
     classes = torch.arange(k, device=labels.device).view(1, k, 1, 1)
     frequency = sum((labels[:, s].unsqueeze(1) == classes).float() for s in range(labels.shape[1])) / labels.shape[1]
     chosen = (labels[torch.arange(len(season), device=labels.device), season].unsqueeze(1) == classes).float()
-    smooth = _blur(torch.cat([frequency, chosen], dim=1))  # (N, 2K, H, W): temporal, then spatial
+    smooth = _blur(torch.cat([frequency, chosen], dim=1), max(PRIOR_RADIUS - margin, 0))  # temporal, spatial
 
     def normalise(maps: torch.Tensor) -> torch.Tensor:
         total = maps.sum(dim=1, keepdim=True)
@@ -203,8 +210,10 @@ class NoLPretrainDataset(_StoreDataset):
         rotation: ``90`` or ``free`` (see :func:`augment`).
         season: a fixed season (validation) instead of a random one per item.
         min_clear: ignore labels whose cloud score (``s2_cloud``) is under this (0–100; None: all labels).
-        prior: ``cpu`` computes the prior here; ``batch`` returns all season labels as ``labels`` so
-            :func:`prior_batch` can compute it on the accelerator; ``none`` skips it.
+        prior: ``cpu`` computes the prior here; ``batch`` returns the labels of all seasons with the filter
+            margin as ``labels`` (seasons, h + 24, w + 24), so :func:`prior_batch` with ``margin=12`` computes
+            the same prior on the accelerator (with ``rotation: free``, from labels rotated nearest-neighbour
+            rather than from the prior rotated bilinearly); ``none`` skips it.
 
     Items: ``{"s1": (2,h,w), "s2": (C,h,w), "label": (h,w) int64 (255 = nodata), "prior": (9,h,w),
     "meta": {...}}``.
@@ -238,7 +247,7 @@ class NoLPretrainDataset(_StoreDataset):
         if self.prior_mode == "cpu":
             arrays["prior"] = _windowed_prior(labels, season, rows, cols)
         elif self.prior_mode == "batch":
-            arrays["labels"] = labels[:, rows, cols].astype("int64")
+            arrays["labels"] = _with_margin(labels, rows, cols).astype("int64")
         if self.augment:
             arrays = augment(arrays, rng, None, self.rotation)
         item = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
@@ -339,16 +348,23 @@ def _window(shape: tuple[int, int], crop: int | None, rng: np.random.Generator |
     return slice(top, top + crop), slice(left, left + crop)
 
 
+def _with_margin(labels: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    """``labels[..., rows, cols]`` with :data:`PRIOR_RADIUS` px more on every side, reflected as scipy's
+    ``reflect`` border does (edge sample repeated) where the tile ends: the Gaussian of the prior sees
+    there what it sees on the whole tile."""
+    height, width = labels.shape[-2:]
+    r = PRIOR_RADIUS
+    top, left = max(rows.start - r, 0), max(cols.start - r, 0)
+    bottom, right = min(rows.stop + r, height), min(cols.stop + r, width)
+    pads = ((top - rows.start + r, rows.stop + r - bottom), (left - cols.start + r, cols.stop + r - right))
+    return np.pad(labels[..., top:bottom, left:right], ((0, 0),) * (labels.ndim - 2) + pads, mode="symmetric")
+
+
 def _windowed_prior(labels: np.ndarray, season: int, rows: slice, cols: slice) -> np.ndarray:
     """:func:`prior` of the whole tile, restricted to a window, computed on the window plus the filter
-    radius only: identical values (the Gaussian sees the same neighbours, and the tile border where it
-    does), a fraction of the work for small crops."""
-    radius = int(PRIOR_TRUNCATE * PRIOR_SIGMA + 0.5)
-    height, width = labels.shape[-2:]
-    top, left = max(rows.start - radius, 0), max(cols.start - radius, 0)
-    bottom, right = min(rows.stop + radius, height), min(cols.stop + radius, width)
-    inner = prior(labels[:, top:bottom, left:right], season)
-    return inner[:, rows.start - top:rows.stop - top, cols.start - left:cols.stop - left]
+    radius only: identical values, a fraction of the work for small crops."""
+    r = PRIOR_RADIUS
+    return prior(_with_margin(labels, rows, cols), season)[:, r:-r, r:-r]
 
 
 def _centre_crop(arrays: dict[str, np.ndarray], crop: int) -> dict[str, np.ndarray]:

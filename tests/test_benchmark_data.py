@@ -76,6 +76,26 @@ def test_batched_prior_agrees_with_numpy():
     np.testing.assert_allclose(batched[0, :, 0, 0], 1 / 9, atol=1e-6)
 
 
+@pytest.mark.parametrize("crop", [20, None])
+def test_batched_prior_of_the_loader_equals_the_tile_prior(demo_store, crop):
+    """prior: batch (computed in the training step) gives the prior: cpu values of the whole tile, also in
+    the outer 12 px of a crop: the loader hands over the labels with the filter margin."""
+    from benchmark.cromss.module import CromSSModule
+    from benchmark.data import collate
+
+    on_cpu = NoLPretrainDataset(demo_store, crop=crop, seed=3)
+    batched = NoLPretrainDataset(demo_store, crop=crop, seed=3, prior="batch")
+    keys = [(i, epoch) for i in (0, 5, 9) for epoch in (0, 1, 2)]  # crops at the tile border and inside
+    expected = collate([on_cpu[key] for key in keys])
+    batch = collate([batched[key] for key in keys])
+    assert torch.equal(batch["label"], expected["label"]) and "prior" not in batch
+    np.testing.assert_allclose(CromSSModule._prior(batch).numpy(), expected["prior"].numpy(), atol=1e-6)
+    validation = NoLPretrainDataset(demo_store, crop=crop, augment=False, season=0, prior="batch")
+    item = collate([validation[1]])
+    np.testing.assert_allclose(CromSSModule._prior(item)[0].numpy(), prior(validation.group["dw"][1], 0)[
+        :, slice(14, 34) if crop else slice(None), slice(14, 34) if crop else slice(None)], atol=1e-6)
+
+
 @pytest.mark.parametrize("rotation", ["90", "free", "none"])
 def test_augmentation_keeps_image_and_label_aligned(rotation):
     rng = np.random.default_rng(3)
@@ -100,7 +120,7 @@ def test_pretrain_items(demo_store):
     assert torch.allclose(item["prior"].sum(0), torch.ones(32, 32), atol=1e-5)
     assert item["meta"]["sample"] == ds.ids[5] and 0 <= item["meta"]["season"] < 4
     nine = NoLPretrainDataset(demo_store, bands="9B", crop=None, augment=False, season=1, prior="batch")[0]
-    assert nine["s2"].shape == (9, 48, 48) and nine["labels"].shape == (4, 48, 48) and "prior" not in nine
+    assert nine["s2"].shape == (9, 48, 48) and nine["labels"].shape == (4, 72, 72) and "prior" not in nine
     assert plot(item).axes
 
 

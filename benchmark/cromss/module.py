@@ -51,9 +51,10 @@ class CromSSModule(L.LightningModule):
     def _prior(batch: dict[str, Any]) -> torch.Tensor | None:
         if "prior" in batch:
             return batch["prior"]
-        if "labels" in batch:  # computed here, on the accelerator
-            seasons = torch.tensor([m["season"] for m in batch["meta"]], device=batch["labels"].device)
-            return prior_batch(batch["labels"], seasons)
+        if "labels" in batch:  # computed here, on the accelerator, from labels with the filter margin
+            labels = batch["labels"]
+            seasons = torch.tensor([m["season"] for m in batch["meta"]], device=labels.device)
+            return prior_batch(labels, seasons, margin=(labels.shape[-1] - batch["label"].shape[-1]) // 2)
         return None
 
     def training_step(self, batch: dict[str, Any], _: int) -> torch.Tensor:
