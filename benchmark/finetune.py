@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from benchmark.tasks import TASKS, Task, get_task
+from noldo.errors import NoldoError
 
 DEFAULTS: dict[str, Any] = {
     "task": "dw", "modality": "s2", "weights": "random", "weights_label": None, "mode": "finetune", "decoder": None,
     "encoder": "resnet50", "encoder_depth": None, "bands": "13B", "epochs": 50, "batch_size": 32, "lr": 5e-4,
-    "final_lr": 1e-5, "cosine_epochs": 40, "weight_decay": 1e-8, "crop": 480, "workers": 4, "seed": 42,
+    "final_lr": 1e-5, "cosine_epochs": 40, "weight_decay": 1e-8, "crop": "task", "workers": 4, "seed": 42,
     "train_fraction": 1.0, "train_split": None, "val_split": None, "test_split": None, "bn_update": False,
     "accelerator": "auto", "devices": 1, "precision": None, "results": None, "min_clear": None,
 }
@@ -37,10 +38,22 @@ RESULT_FIELDS = ("run", "task", "modality", "weights", "mode", "decoder", "encod
                  "train_fraction", "epochs", "oa", "aa", "miou", "mf1", "seconds")
 
 
+def settings(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` over :data:`DEFAULTS`: None or missing is the default, the task's for :data:`TASK_KEYS`;
+    ``crop`` missing or ``"task"`` is the task's, None or 0 whole tiles (stored as None)."""
+    config = {**DEFAULTS, **{k: v for k, v in config.items() if v is not None or k == "crop"}}
+    task = get_task(config["task"])
+    config |= {k: getattr(task, k) for k in TASK_KEYS if config[k] is None}
+    crop = task.crop if config["crop"] == "task" else config["crop"]
+    if crop is not None and not (isinstance(crop, int) and crop >= 0):
+        raise NoldoError(f"crop is a size in pixels, or 0 or null for whole tiles; got {crop!r}")
+    return config | {"crop": crop or None, "decoder": config["decoder"].lower()}
+
+
 def finetune(data: str | Path, config: dict[str, Any], run: str | Path | None = None,
              quiet: bool = False) -> dict[str, Any]:
-    """Train and test one configuration (any settings of :data:`DEFAULTS`; None or missing: the default,
-    or the task's for :data:`TASK_KEYS`); returns the results row and ``results``, the CSV path.
+    """Train and test one configuration (any settings of :data:`DEFAULTS`, resolved by :func:`settings`);
+    returns the results row and ``results``, the CSV path.
 
     The run folder (``run``, default ``runs/finetune-<task>-<modality>-<time>``) receives the config,
     the confusion matrix, per-class and overall metrics and a prediction mosaic; the row is appended
@@ -57,15 +70,14 @@ def finetune(data: str | Path, config: dict[str, Any], run: str | Path | None = 
     from noldo.store import list_splits
 
     started = time.monotonic()
-    config = {**DEFAULTS, **{k: v for k, v in config.items() if v is not None}}
+    config = settings(config)
     task = get_task(config["task"])
-    config |= {k: getattr(task, k) for k in TASK_KEYS if config[k] is None}
-    config["decoder"] = config["decoder"].lower()
     if config["val_split"] and config["val_split"] not in list_splits(data):
         config["val_split"] = None  # no separate validation split in this store: monitor on the test split
     weights = None if str(config["weights"]).lower() == "random" else str(config["weights"])
     config["weights_label"] = config["weights_label"] or ("random" if weights is None else Path(weights).stem)
     folder = run_folder(run, f"finetune-{config['task']}-{config['modality']}")
+    config["results"] = str(config["results"] or folder.parent / "results.csv")
     save_config(folder, {**config, "data": str(data)})
     L.seed_everything(config["seed"], workers=True, verbose=False)
     data_module = DownstreamDataModule(
@@ -73,6 +85,10 @@ def finetune(data: str | Path, config: dict[str, Any], run: str | Path | None = 
         config["bands"], config["crop"], config["batch_size"], config["workers"], config["train_fraction"],
         seed=config["seed"], min_clear=config["min_clear"])
     data_module.setup()
+    height, width = data_module.train_set.group[config["modality"]].shape[-2:]
+    if config["crop"] and config["crop"] > min(height, width):  # here, not in a loader worker
+        raise NoldoError(f"crop {config['crop']} is larger than the {height}×{width} tiles of {config['train_split']}; "
+                         "give a smaller --crop, or --crop 0 for whole tiles")
     module = FinetuneModule(config["decoder"], data_module.train_set.in_channels, data_module.num_classes,
                             config["encoder"], config["encoder_depth"], weights, config["modality"], config["mode"],
                             config["bn_update"], config["lr"], config["final_lr"], config["cosine_epochs"],
@@ -94,9 +110,8 @@ def finetune(data: str | Path, config: dict[str, Any], run: str | Path | None = 
            "seed": config["seed"], "train_fraction": config["train_fraction"], "epochs": config["epochs"],
            **{k: round(scores[k], 6) for k in ("oa", "aa", "miou", "mf1")},
            "seconds": round(time.monotonic() - started, 1)}
-    results = Path(config["results"]) if config["results"] else folder.parent / "results.csv"
-    append_result(results, row)
-    return {**row, "results": str(results)}
+    append_result(Path(config["results"]), row)
+    return {**row, "results": config["results"]}
 
 
 def append_result(path: Path, row: dict[str, Any]) -> None:
@@ -178,7 +193,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, help="[50]")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="[32]")
     p.add_argument("--lr", type=float, help="[5e-4]")
-    p.add_argument("--crop", type=int, help="training crop [480]")
+    p.add_argument("--crop", type=int, metavar="PX", help="training crop, 0: whole tiles (as `crop: null` in a "
+                                                           "config) [the task's: DW 496, OSM 480, DFC2020 0]")
     p.add_argument("--min-clear", dest="min_clear", type=int, metavar="SCORE",
                    help="ignore labels whose cloud score (s2_cloud, 0–100) is under SCORE [off; 60 is clear sky]")
     p.add_argument("--workers", type=int)

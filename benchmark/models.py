@@ -8,8 +8,11 @@ middle fusion ``net.encoder1`` (S1), ``net.encoder`` (S2), shared ``net.decoder`
 
 from __future__ import annotations
 
+import argparse
 import logging
-from pathlib import Path
+import pickle
+import re
+from pathlib import Path, PosixPath
 from typing import Any
 
 import segmentation_models_pytorch as smp
@@ -22,6 +25,9 @@ from noldo.errors import NoldoError
 
 log = logging.getLogger(__name__)
 ARCHITECTURES = {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus, "pspnet": smp.PSPNet}
+#: What a checkpoint may hold besides tensors and plain values: the hyper-parameters of the released CromSS
+#: checkpoints (an argparse.Namespace) and paths among hyper-parameters. Our own checkpoints need nothing more.
+SAFE_GLOBALS = (argparse.Namespace, PosixPath)
 
 
 class TwoBranchUNet(nn.Module):
@@ -75,15 +81,19 @@ _LAYOUTS = {"mid": {"s1": "encoder1.", "s2": "encoder."}, "late": {"s1": "model1
 
 def read_checkpoint(path: str | Path) -> Any:
     """The object a checkpoint file holds (a Lightning checkpoint: a dict with ``state_dict`` and
-    ``hyper_parameters``)."""
+    ``hyper_parameters``), unpickled with ``weights_only``: a file needing anything beyond tensors, plain
+    values and :data:`SAFE_GLOBALS` (code that would run on loading) is refused, never loaded."""
     path = Path(path)
     if not path.is_file():
         raise NoldoError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # Lightning hyper-parameters may hold plain Python objects: the file is trusted
-        log.warning("%s holds more than tensors; loading it with weights_only=False", path.name)
-        return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        needed = found[1] if found else "more than tensors and plain values"
+        raise NoldoError(f"{path} is not trusted: it needs {needed}, which is not on the allow-list "
+                         "benchmark.models.SAFE_GLOBALS; it was not loaded") from None
 
 
 def _load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:

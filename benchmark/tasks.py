@@ -35,6 +35,7 @@ class Task:
     legend: tuple[catalog.LandCoverClass, ...]
     offset: int = 0  # stored value of training index 0
     encoder_depth: int = 5
+    crop: int | None = None  # the paper's training crop in px (docs/method.md, "Transfer protocol"); None: whole tiles
 
     @property
     def class_names(self) -> list[str]:
@@ -55,11 +56,11 @@ _DW = len(catalog.DW_CLASSES)
 TASKS: dict[str, Task] = {
     t.name: t
     for t in (
-        Task("dw", "dw", _DW, "deeplabv3plus", "dw_train", "dw_test", None, catalog.DW_CLASSES),
+        Task("dw", "dw", _DW, "deeplabv3plus", "dw_train", "dw_test", None, catalog.DW_CLASSES, crop=496),
         Task("osm", "osm", len(catalog.OSM_CLASSES), "fpn", "osm_train", "osm_test", None, catalog.OSM_CLASSES,
-             offset=1),
+             offset=1, crop=480),
         Task("dfc2020", "dw", 8, "pspnet", "dfc2020_val", "dfc2020_test", None, catalog.DW_CLASSES,
-             encoder_depth=3),  # the 8 DW-like classes, stored in `dw`; PSPNet on 3 encoder stages
+             encoder_depth=3),  # the 8 DW-like classes, stored in `dw`; PSPNet on 3 encoder stages, whole tiles
         Task("truth", "truth", _DW, "deeplabv3plus", "truth_train", "truth_test", "truth_val", catalog.DW_CLASSES),
     )
 }

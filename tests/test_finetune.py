@@ -6,11 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
-from benchmark.finetune import finetune
+from benchmark.finetune import DEFAULTS, finetune, main, parse, settings
 from benchmark.finetune_module import FinetuneModule, cosine_factor
 from benchmark.report import paper_table, results_table
+from benchmark.runs import config_from_args
+from benchmark.tasks import TASKS
 from noldo.build import BuildSpec, build
+from noldo.errors import NoldoError
 
 
 def test_cosine_schedule():
@@ -64,6 +68,40 @@ def test_finetune_run_folder_and_results(truth_store, tmp_path):
     assert metrics["oa"] == pytest.approx(np.trace(matrix) / matrix.sum())
     table = pd.read_csv(tmp_path / "results.csv")
     assert len(table) == 1 and table["weights"][0] == "random" and 0 <= row["miou"] <= 1
+
+
+def test_training_crop_is_the_task_s_unless_given(tmp_path):
+    assert {name: settings({"task": name})["crop"] for name in TASKS} == {"dw": 496, "osm": 480, "dfc2020": None,
+                                                                          "truth": None}
+    whole = tmp_path / "whole.yaml"
+    whole.write_text("crop: null\n")
+
+    def crop(*argv):
+        args = parse(["--data", "d", "--task", "dw", *argv])
+        return settings(config_from_args(DEFAULTS, args, "data", "run"))["crop"]
+
+    assert crop() == 496 and crop("--crop", "256") == 256 and crop("--crop", "0") is None
+    assert crop("--config", str(whole)) is None and crop("--config", str(whole), "--crop", "128") == 128
+    with pytest.raises(NoldoError, match="crop is a size in pixels"):
+        settings({"crop": -1})
+
+
+def test_cli_whole_tiles_and_a_results_file(truth_store, tmp_path):
+    main(["--data", str(truth_store), "--task", "truth", "--encoder", "resnet18", "--epochs", "1", "--batch-size", "4",
+          "--workers", "0", "--mode", "frozen", "--run", str(tmp_path / "run"), "--results", str(tmp_path / "r.csv")])
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["results"] == str(tmp_path / "r.csv") and saved["crop"] is None  # truth: whole 40-px tiles
+    assert len(pd.read_csv(tmp_path / "r.csv")) == 1
+
+
+def test_a_crop_larger_than_the_tiles_is_a_one_line_error(truth_store, tmp_path, capsys):
+    args = ["--data", str(truth_store), "--task", "truth", "--encoder", "resnet18", "--epochs", "1", "--batch-size",
+            "4", "--workers", "1", "--crop", "64", "--run", str(tmp_path / "run")]
+    with pytest.raises(SystemExit):
+        main(args)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: crop 64 is larger than the 40×40 tiles of truth_train; give a smaller --crop, or --crop 0 for "
+        "whole tiles")
 
 
 def test_results_table_and_paper_numbers():

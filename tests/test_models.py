@@ -1,11 +1,15 @@
 """benchmark.models: two-branch U-Nets, downstream builders and encoder weight transfer."""
 
 import argparse
+import os
+import shlex
+from pathlib import Path
 
 import pytest
 import torch
 
-from benchmark.models import TwoBranchUNet, build_downstream, load_encoder_state
+from benchmark.models import TwoBranchUNet, build_downstream, load_encoder_state, load_pretrained, read_checkpoint
+from noldo.errors import NoldoError
 
 
 @pytest.mark.parametrize("fusion", ["mid", "late"])
@@ -98,3 +102,38 @@ def test_downstream_builders(arch, depth, tmp_path):
     model = build_downstream(arch, 2, 8, load_encoder_state(tmp_path / "w.ckpt", "s1"), encoder="resnet18",
                              encoder_depth=depth)
     assert model(torch.randn(2, 2, 64, 64)).shape == (2, 8, 64, 64)
+
+
+def test_released_style_hyper_parameters_load(tmp_path):
+    hparams = {"args": argparse.Namespace(n_classes=9, data_dir=Path("/data/ssl4eo"))}
+    torch.save({"state_dict": {"net.x": torch.zeros(1)}, "hyper_parameters": hparams}, tmp_path / "w.ckpt")
+    assert read_checkpoint(tmp_path / "w.ckpt")["hyper_parameters"] == hparams
+
+
+def test_our_own_lightning_checkpoint_loads(synthetic_store, tmp_path):
+    from benchmark.cromss.train import DEFAULTS, train
+
+    config = {**DEFAULTS, "encoder": "resnet18", "crop": 32, "batch_size": 4, "workers": 0, "epochs": 1,
+              "max_steps": 1, "T": 2, "val_fraction": 0.2}
+    train(synthetic_store(samples=20, tile_size=40), config, tmp_path / "run", quiet=True)
+    model, hparams = load_pretrained(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert hparams["encoder"] == "resnet18" and isinstance(model, TwoBranchUNet)
+
+
+class Payload:
+    """Unpickling this runs a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": {"net.encoder.x": torch.zeros(1)}, "hyper_parameters": {"x": Payload(marker)}},
+               tmp_path / "evil.ckpt")
+    with pytest.raises(NoldoError, match=r"evil.ckpt is not trusted: it needs (posix|nt)\.system, which is not on"):
+        load_encoder_state(tmp_path / "evil.ckpt", "s2")
+    assert not marker.exists(), "nothing of the file ran"
