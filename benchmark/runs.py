@@ -110,20 +110,26 @@ def plot_curves(metrics_csv: Path, out: Path, panels: Mapping[str, Sequence[str]
     """Epoch curves of logged keys from a Lightning CSVLogger file as a PNG, one panel per ``panels`` entry
     (title → keys); None when nothing of it was logged."""
     import pandas as pd
-    from matplotlib.figure import Figure  # no pyplot: no backend switch, nothing left open
 
     if not metrics_csv.exists():
         return None
     table = pd.read_csv(metrics_csv)
-    shown = {title: [k for k in keys if k in table] for title, keys in panels.items()}
-    shown = {title: keys for title, keys in shown.items() if keys}
+    return plot_panels(out, {title: {key: table.dropna(subset=[key]).groupby("epoch")[key].mean()
+                                     for key in keys if key in table} for title, keys in panels.items()})
+
+
+def plot_panels(out: Path, panels: Mapping[str, Mapping[str, Any]]) -> Path | None:
+    """A PNG of epoch curves, one panel per ``panels`` entry (title → {label: pandas Series indexed by
+    epoch}); panels without a curve are left out, None when none has one."""
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, nothing left open
+
+    shown = {title: curves for title, curves in panels.items() if curves}
     if not shown:
         return None
     fig = Figure(figsize=(6 * len(shown), 4))
-    for ax, (title, keys) in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown.items(), strict=True):
-        for key in keys:
-            series = table.dropna(subset=[key]).groupby("epoch")[key].mean()
-            ax.plot(series.index, series.values, marker="o", markersize=3, label=key)
+    for ax, (title, curves) in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown.items(), strict=True):
+        for label, series in curves.items():
+            ax.plot(series.index, series.values, marker="o", markersize=3, label=label)
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.legend(fontsize=8)

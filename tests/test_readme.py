@@ -73,6 +73,8 @@ SMALL: dict[str, Small] = {
     "python -m benchmark.cromss --data ROOT --config benchmark/configs/cromss-paper.yaml --fusion late --bands 9B "
     "--devices 4": Small(f"--devices 1 --accelerator cpu --encoder resnet18 {TINY_TRAIN} --run runs/paper",
                          (("ROOT", "demo-data"),)),
+    "python -m benchmark.audit --weights runs/cromss/checkpoints/last.ckpt --data demo-data --split nol": Small(),
+    "noldo plot demo-data --sample 0 --png trust.png": Small(),
     "python -m benchmark.finetune --data ROOT --task dw --modality s2 --weights runs/cromss/checkpoints/last.ckpt "
     "--mode frozen --config benchmark/configs/finetune-paper.yaml": Small(f"--encoder resnet18 {TINY_FINETUNE}",
                                                                          (("ROOT", "store"),)),

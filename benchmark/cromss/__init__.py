@@ -3,6 +3,7 @@
 from benchmark.cromss.losses import (
     consistency_loss,
     cromss_loss,
+    single_modal_loss,
     smooth_targets,
     weighted_soft_ce,
     weighted_soft_dice,
@@ -27,6 +28,7 @@ __all__ = [
     "label_confidence",
     "ramp",
     "selection_weights",
+    "single_modal_loss",
     "smooth_targets",
     "weighted_soft_ce",
     "weighted_soft_dice",

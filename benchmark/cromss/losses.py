@@ -91,18 +91,35 @@ def cromss_loss(logits_s1: torch.Tensor, logits_s2: torch.Tensor, labels: torch.
             w_e1, w_e2 = consistency_weights(e1, lam) * valid, consistency_weights(e2, lam) * valid
         else:
             w_l1 = w_l2 = w_e1 = w_e2 = valid
-    target = (smooth_targets(labels, prior, cfg["alpha"], cfg["beta"], k) if cfg["smoothing"]
-              else one_hot(labels, k))
-    seg1 = weighted_soft_ce(logits_s1, target, w_l1) + weighted_soft_dice(logits_s1, target, w_l1)
-    seg2 = weighted_soft_ce(logits_s2, target, w_l2) + weighted_soft_dice(logits_s2, target, w_l2)
+    target = _targets(labels, prior, cfg, k)
+    seg1, seg2 = segmentation_loss(logits_s1, target, w_l1), segmentation_loss(logits_s2, target, w_l2)
     con = (consistency_loss(logits_s1, logits_s2, w_e2) + consistency_loss(logits_s2, logits_s1, w_e1)
            if cfg["consistency"] else seg1.new_zeros(()))
     return {"total": seg1 + seg2 + cfg["lambda_con"] * con, "seg1": seg1, "seg2": seg2, "con": con,
             "w_l1": w_l1, "w_l2": w_l2, "w_e1": w_e1, "w_e2": w_e2}
 
 
-def single_modal_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Plain CE + Dice on hard labels (255 ignored): single-modal noisy-label pretraining."""
-    weights = (labels != IGNORE).float()
-    target = one_hot(labels, logits.shape[1])
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted soft CE + weighted soft Dice: one branch's L_seg."""
     return weighted_soft_ce(logits, target, weights) + weighted_soft_dice(logits, target, weights)
+
+
+def _targets(labels: torch.Tensor, prior: torch.Tensor | None, cfg: Mapping[str, Any], k: int) -> torch.Tensor:
+    """The smoothed targets when ``cfg["smoothing"]``, else the one-hot labels."""
+    return smooth_targets(labels, prior, cfg["alpha"], cfg["beta"], k) if cfg["smoothing"] else one_hot(labels, k)
+
+
+def single_modal_loss(logits: torch.Tensor, labels: torch.Tensor, prior: torch.Tensor | None = None,
+                      epoch: int = 0, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One U-Net on noisy labels: CE + Dice (255 ignored), with ``config``'s ``selection`` on the network's own
+    label confidence (no second modality to entangle with) and ``smoothing``; ``config=None`` is plain CE + Dice
+    on hard labels. Returns ``total`` and the weight map ``w_l``."""
+    cfg = {**DEFAULTS, **(config or {"selection": False, "smoothing": False})}
+    k = logits.shape[1]
+    with torch.no_grad():
+        if cfg["selection"]:
+            kept = kept_fraction(epoch, cfg["T"], cfg["prop"])
+            weights = global_selection_weights(label_confidence(logits, labels), labels, kept, k)
+        else:
+            weights = (labels != IGNORE).float()
+    return {"total": segmentation_loss(logits, _targets(labels, prior, cfg, k), weights), "w_l": weights}
