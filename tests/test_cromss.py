@@ -23,10 +23,12 @@ from benchmark.cromss import (
     label_confidence,
     ramp,
     selection_weights,
+    single_modal_loss,
     smooth_targets,
     weighted_soft_ce,
     weighted_soft_dice,
 )
+from benchmark.cromss.losses import one_hot, segmentation_loss
 from benchmark.models import build_downstream, load_encoder_state
 
 
@@ -146,6 +148,22 @@ def test_switched_off_cromss_is_plain_ce_plus_dice():
     torch.testing.assert_close(out["total"], out["seg1"] + out["seg2"])
 
 
+def test_single_modal_selection_uses_its_own_confidence():
+    torch.manual_seed(4)
+    logits, labels = torch.randn(2, 9, 8, 8), torch.randint(0, 9, (2, 8, 8))
+    labels[0, :3] = 255
+    config = {"T": 10, "prop": 0.5, "selection": True, "smoothing": False}
+    out = single_modal_loss(logits, labels, None, epoch=10, config=config)
+    own = selection_weights(label_confidence(logits, labels), labels, 0.5, 9)
+    assert torch.equal(out["w_l"], own) and out["w_l"].lt(1).any()
+    torch.testing.assert_close(out["total"], segmentation_loss(logits, one_hot(labels, 9), own))
+    plain = single_modal_loss(logits, labels)
+    dice = smp.losses.DiceLoss("multiclass", from_logits=True, ignore_index=255)
+    torch.testing.assert_close(plain["total"], F.cross_entropy(logits, labels, ignore_index=255) + dice(logits, labels))
+    smoothed = single_modal_loss(logits, labels, None, epoch=0, config={"selection": False, "smoothing": True})
+    assert not torch.isclose(smoothed["total"], plain["total"])
+
+
 def test_full_cromss_loss_inside():
     torch.manual_seed(3)
     l1 = torch.randn(2, 9, 8, 8, requires_grad=True)
@@ -209,7 +227,10 @@ def test_single_modality_and_ablation_switches(tiny_store, tmp_path):
     state = load_encoder_state(tmp_path / "s1" / "checkpoints" / "last.ckpt", "s1")
     assert state["conv1.weight"].shape[1] == 2
     logged = pd.read_csv(tmp_path / "s1" / "metrics.csv")
-    assert {"truth_acc_s1", "memorised_s1"} <= set(logged) and not any(k.startswith("kept_") for k in logged)
+    assert {"truth_acc_s1", "memorised_s1", "kept_precision_s1"} <= set(logged)  # selection on its own confidence
+    pretrain(tiny_store, tmp_path / "plain", "--epochs", "1", "--single-modality", "s2", "--max-steps", "2",
+             "--no-selection", "--no-smoothing")
+    assert not any(k.startswith("kept_") for k in pd.read_csv(tmp_path / "plain" / "metrics.csv"))
     summary = pretrain(tiny_store, tmp_path / "abl", "--epochs", "1", "--max-steps", "2", "--no-selection",
                        "--no-smoothing", "--no-consistency", "--fusion", "late", "--bands", "9B")
     assert summary["metrics"]["train_con"] == 0

@@ -11,6 +11,7 @@ import torch
 from benchmark.cromss.losses import DEFAULTS, cromss_loss, single_modal_loss
 from benchmark.cromss.truth_metrics import judged, truth_metrics
 from benchmark.data import NUM_CLASSES, prior_batch
+from benchmark.device_batch import device_batch
 from benchmark.models import TwoBranchUNet
 from noldo.catalog import band_subset
 
@@ -19,7 +20,8 @@ class CromSSModule(L.LightningModule):
     """CromSS pretraining (docs/method.md, "Losses" to "Schedules") with the ablation switches of the paper.
 
     ``single_modality`` (``s1`` or ``s2``) trains one U-Net on noisy labels alone (CE + Dice), the
-    single-modal baseline; its checkpoint keys are ``net.encoder.*``.
+    single-modal baseline: ``selection`` then selects by its own label confidence, without entangling, and
+    ``smoothing`` smooths its targets; its checkpoint keys are ``net.encoder.*``.
     """
 
     def __init__(self, fusion: str = "mid", bands: str = "13B", encoder: str = "resnet50", lr: float = 5e-3,
@@ -47,6 +49,10 @@ class CromSSModule(L.LightningModule):
             return self.net(self._input(batch[self.hparams.single_modality]))
         return self.net(self._input(batch["s1"]), self._input(batch["s2"]))
 
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """``loader: device``: encoding, augmentation and prior of the raw crops, batched on the device."""
+        return device_batch(batch) if "raw" in batch else batch
+
     @staticmethod
     def _prior(batch: dict[str, Any]) -> torch.Tensor | None:
         if "prior" in batch:
@@ -62,10 +68,11 @@ class CromSSModule(L.LightningModule):
         size = len(labels)
         if self.hparams.single_modality:
             logits = self(batch)
-            loss = single_modal_loss(logits, labels)
-            self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
-            self._log_truth(batch, {self.hparams.single_modality: (logits, None)}, "")
-            return loss
+            out = single_modal_loss(logits, labels, self._prior(batch), self.current_epoch, self.config)
+            self.log("train_loss", out["total"], on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+            kept = out["w_l"] >= 1 if self.hparams.selection else None
+            self._log_truth(batch, {self.hparams.single_modality: (logits, kept)}, "")
+            return out["total"]
         logits_s1, logits_s2 = self(batch)
         out = cromss_loss(logits_s1, logits_s2, labels, self._prior(batch), self.current_epoch, self.config)
         metrics = {"train_loss": out["total"], "train_seg_s1": out["seg1"], "train_seg_s2": out["seg2"],
@@ -82,7 +89,7 @@ class CromSSModule(L.LightningModule):
         labels = batch["label"]
         if self.hparams.single_modality:
             logits = self(batch)
-            loss = single_modal_loss(logits, labels)
+            loss = single_modal_loss(logits, labels)["total"]
             branches = {self.hparams.single_modality: (logits, None)}
         else:
             logits_s1, logits_s2 = self(batch)
