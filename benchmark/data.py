@@ -125,6 +125,14 @@ def prior_batch(labels: torch.Tensor, season: torch.Tensor, k: int = NUM_CLASSES
 
 
 # --- joint augmentation -------------------------------------------------------------------------
+def flips_and_turns(rng: np.random.Generator, rotation: str = "90", flips: bool = True) -> tuple[bool, bool, int]:
+    """The draws of :func:`augment` after its crop, in its order: flip across (last axis), flip down, quarter
+    turns (0 unless ``rotation`` is ``"90"``)."""
+    across = flips and bool(rng.random() < 0.5)
+    down = flips and bool(rng.random() < 0.5)
+    return across, down, int(rng.integers(0, 4)) if rotation == "90" else 0
+
+
 def augment(arrays: dict[str, np.ndarray], rng: np.random.Generator, crop: int | None,
             rotation: str = "90", flips: bool = True) -> dict[str, np.ndarray]:
     """Crop, flip and rotate every (…, H, W) array the same way; labels (integer arrays) use nearest only.
@@ -138,13 +146,12 @@ def augment(arrays: dict[str, np.ndarray], rng: np.random.Generator, crop: int |
     if crop is not None:
         top, left = rng.integers(0, height - crop + 1), rng.integers(0, width - crop + 1)
         arrays = {k: v[..., top:top + crop, left:left + crop] for k, v in arrays.items()}
-    if flips:
-        if rng.random() < 0.5:
-            arrays = {k: v[..., :, ::-1] for k, v in arrays.items()}
-        if rng.random() < 0.5:
-            arrays = {k: v[..., ::-1, :] for k, v in arrays.items()}
+    across, down, turns = flips_and_turns(rng, rotation, flips)
+    if across:
+        arrays = {k: v[..., :, ::-1] for k, v in arrays.items()}
+    if down:
+        arrays = {k: v[..., ::-1, :] for k, v in arrays.items()}
     if rotation == "90":
-        turns = int(rng.integers(0, 4))
         arrays = {k: np.rot90(v, turns, axes=(-2, -1)) for k, v in arrays.items()}
     elif rotation == "free" and rng.random() < 0.2:
         from scipy.ndimage import rotate
@@ -158,6 +165,18 @@ def augment(arrays: dict[str, np.ndarray], rng: np.random.Generator, crop: int |
 
 
 # --- datasets -----------------------------------------------------------------------------------
+class _Arrays(dict):
+    """The arrays of a zarr group by name, each opened on first use."""
+
+    def __init__(self, group: zarr.Group) -> None:
+        super().__init__()
+        self.zarr_group = group
+
+    def __missing__(self, name: str) -> zarr.Array:
+        self[name] = self.zarr_group[name]
+        return self[name]
+
+
 class _StoreDataset(Dataset):
     """Base: a split of a store, opened lazily in whichever process reads it."""
 
@@ -170,13 +189,14 @@ class _StoreDataset(Dataset):
             if not 0 <= min_clear <= 100:
                 raise NoldoError(f"--min-clear is a cloud score 0–100, got {min_clear}")
             self._require("s2_cloud")
-        self._group: zarr.Group | None = None
+        self._group: _Arrays | None = None
         self._pid: int | None = None
 
     @property
-    def group(self) -> zarr.Group:
+    def group(self) -> _Arrays:
+        """The split's arrays by name, opened once per process (opening one costs about 1 ms)."""
         if self._group is None or self._pid != os.getpid():
-            self._group, self._pid = self.store.group(), os.getpid()
+            self._group, self._pid = _Arrays(self.store.group()), os.getpid()
         return self._group
 
     def __getstate__(self) -> dict[str, Any]:
@@ -214,6 +234,11 @@ class NoLPretrainDataset(_StoreDataset):
             margin as ``labels`` (seasons, h + 24, w + 24), so :func:`prior_batch` with ``margin=12`` computes
             the same prior on the accelerator (with ``rotation: free``, from labels rotated nearest-neighbour
             rather than from the prior rotated bilinearly); ``none`` skips it.
+        loader: ``item`` gives the items below; ``device`` the raw crops (README "Performance"): ``s2`` uint16,
+            ``s1`` float32, all seasons' ``labels`` uint8 with the filter margin, ``truth`` uint8, the
+            ``draws`` (flip across, flip down, quarter turns) and the ``raw`` encoding, which
+            :func:`benchmark.device_batch.device_batch` turns on the accelerator into the batch of the items
+            (with the prior unless ``prior: none``; ``prior: cpu`` and ``rotation: free`` need ``item``).
 
     Items: ``{"s1": (2,h,w), "s2": (C,h,w), "label": (h,w) int64 (255 = nodata), "prior": (9,h,w),
     "meta": {...}}``.
@@ -222,13 +247,18 @@ class NoLPretrainDataset(_StoreDataset):
     def __init__(self, root: RootLike, split: str = "nol", bands: str | Sequence[int] = "13B",
                  crop: int | None = 256, augment: bool = True, normalization: str = "cromss",
                  rotation: str = "90", season: int | None = None, prior: str = "cpu", seed: int | None = None,
-                 min_clear: int | None = None):
+                 min_clear: int | None = None, loader: str = "item"):
         super().__init__(root, split, min_clear)
         self._require("s1", "s2", "dw")
         self.bands = band_indices("s2", bands)
         self.crop, self.augment, self.normalization = crop, augment, normalization
         self.rotation, self.season, self.prior_mode, self.seed = rotation, season, prior, seed
-        self.seasons = self.layout.seasons
+        self.seasons, self.loader = self.layout.seasons, loader
+        if loader not in ("item", "device"):
+            raise NoldoError(f"loader must be 'item' or 'device', got {loader!r}")
+        if loader == "device" and (prior == "cpu" or rotation == "free"):
+            raise NoldoError("loader: device computes the prior on the accelerator and turns by multiples of 90°: "
+                             "set prior: batch (or none) and rotation: 90 (or none), or use loader: item")
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, rng = _item_rng(key, self.seed)
@@ -238,8 +268,11 @@ class NoLPretrainDataset(_StoreDataset):
         if (cloudy := self._cloudy(index)) is not None:
             labels = np.where(cloudy, IGNORE, labels).astype(labels.dtype)
         rows, cols = _window(labels.shape[-2:], self.crop, rng if self.augment else None)
+        meta = {"sample": self.ids[index], "index": index, "season": season}
+        if self.loader == "device":
+            return self._raw_item(index, season, labels, rows, cols, rng) | {"meta": meta}
         arrays = {"s1": encode(g["s1"][index, season][:, rows, cols], "s1", (0, 1), self.normalization),
-                  "s2": encode(g["s2"][index, season][list(self.bands)][:, rows, cols], "s2", self.bands,
+                  "s2": encode(g["s2"][index, season][list(self.bands), rows, cols], "s2", self.bands,
                                self.normalization),
                   "label": labels[season][rows, cols].astype("int64")}
         if "truth" in self.layout.arrays:  # a synthetic store: keep the truth for diagnostics
@@ -251,7 +284,24 @@ class NoLPretrainDataset(_StoreDataset):
         if self.augment:
             arrays = augment(arrays, rng, None, self.rotation)
         item = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-        item["meta"] = {"sample": self.ids[index], "index": index, "season": season}
+        item["meta"] = meta
+        return item
+
+    def _raw_item(self, index: int, season: int, labels: np.ndarray, rows: slice, cols: slice,
+                  rng: np.random.Generator) -> dict[str, Any]:
+        """The stored values of the crop, the labels with the filter margin, and the augmentation draws; views
+        where they can be, so that the collate copies each pixel once."""
+        g = self.group
+        s2 = g["s2"][index, season]
+        arrays = {"s1": g["s1"][index, season][:, rows, cols],
+                  "s2": (s2 if self.bands == tuple(range(len(s2))) else s2[list(self.bands)])[:, rows, cols],
+                  "labels": _with_margin(labels, rows, cols)}
+        if "truth" in self.layout.arrays:
+            arrays["truth"] = g["truth"][index][rows, cols]
+        draws = flips_and_turns(rng, self.rotation) if self.augment else (False, False, 0)
+        item = {k: torch.from_numpy(v) for k, v in arrays.items()}
+        item["draws"] = torch.tensor(draws, dtype=torch.int64)
+        item["raw"] = {"bands": self.bands, "normalization": self.normalization, "prior": self.prior_mode != "none"}
         return item
 
 
@@ -312,26 +362,28 @@ def _item_rng(key: int | tuple[int, int], seed: int | None) -> tuple[int, np.ran
     return key, np.random.default_rng([base % 2**63, key, torch.randint(0, 2**31, ()).item()])
 
 
-class EpochSampler(torch.utils.data.Sampler):
+class EpochSampler(torch.utils.data.DistributedSampler):
     """Yields ``(index, epoch)`` for a subset of indices, shuffled by (seed, epoch) when ``shuffle``.
 
     Lightning calls :meth:`set_epoch` each epoch, so order and augmentation depend only on the seed and
-    the epoch: a resumed run sees exactly what the uninterrupted one would have.
+    the epoch: a resumed run sees exactly what the uninterrupted one would have. Under torch.distributed
+    (initialised when the sampler is made) rank r of W takes items r, r + W, … of that order, cut
+    (``drop_last``) or cyclically extended to a multiple of W: equal, disjoint shards. Being a
+    ``DistributedSampler``, Lightning uses it as it is instead of wrapping it (its wrapper forwards
+    ``set_epoch`` only from 2.6.1 on); docs/method.md, "Pretraining samples".
     """
 
-    def __init__(self, indices: Sequence[int], seed: int = 0, shuffle: bool = True) -> None:
-        self.indices, self.seed, self.shuffle, self.epoch = list(indices), seed, shuffle, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.indices)
+    def __init__(self, indices: Sequence[int], seed: int = 0, shuffle: bool = True, drop_last: bool = False) -> None:
+        dist = torch.distributed
+        on = dist.is_available() and dist.is_initialized()
+        super().__init__(list(indices), dist.get_world_size() if on else 1, dist.get_rank() if on else 0, shuffle,
+                         seed, drop_last)  # ``dataset`` holds the indices
 
     def __iter__(self):
-        order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.indices)) if self.shuffle
-                 else range(len(self.indices)))
-        return iter([(self.indices[i], self.epoch) for i in order])
+        n = len(self.dataset)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+        shard = np.resize(order, self.total_size)[self.rank::self.num_replicas]
+        return iter([(self.dataset[i], self.epoch) for i in shard])
 
 
 def _window(shape: tuple[int, int], crop: int | None, rng: np.random.Generator | None) -> tuple[slice, slice]:
@@ -374,9 +426,13 @@ def _centre_crop(arrays: dict[str, np.ndarray], crop: int) -> dict[str, np.ndarr
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors; keep ``meta`` as a list of dicts."""
-    batch = {k: torch.stack([item[k] for item in items]) for k in items[0] if k != "meta"}
+    """Stack tensors (in shared memory in a worker, as PyTorch's default collate does: no copy on the way to the
+    main process); keep ``meta`` as a list of dicts and the ``raw`` encoding (``loader: device``) once."""
+    stack = torch.utils.data.default_collate
+    batch = {k: stack([item[k] for item in items]) for k in items[0] if k not in ("meta", "raw")}
     batch["meta"] = [item["meta"] for item in items]
+    if "raw" in items[0]:
+        batch["raw"] = items[0]["raw"]
     return batch
 
 
@@ -384,7 +440,7 @@ def loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int = 0, d
            seed: int | None = None, indices: Sequence[int] | None = None) -> torch.utils.data.DataLoader:
     """A DataLoader over ``indices`` (default: all) with an :class:`EpochSampler`, the ``spawn`` start method
     and our collate."""
-    sampler = EpochSampler(range(len(dataset)) if indices is None else indices, seed or 0, shuffle)
+    sampler = EpochSampler(range(len(dataset)) if indices is None else indices, seed or 0, shuffle, drop_last)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                                        collate_fn=collate, drop_last=drop_last,
                                        multiprocessing_context=MP_CONTEXT if workers else None,

@@ -21,19 +21,21 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
 
 class NoLDataModule(L.LightningDataModule):
     """Pretraining data: augmented training samples and a held-out validation set without augmentation,
-    centre-cropped, at a fixed season."""
+    centre-cropped, at a fixed season; ``loader`` as :class:`NoLPretrainDataset` takes it."""
 
     def __init__(self, root: str | Path, split: str = "nol", bands: str = "13B", crop: int = 256,
                  batch_size: int = 8, workers: int = 0, val_fraction: float = 0.05, normalization: str = "cromss",
-                 rotation: str = "90", prior: str = "cpu", seed: int = 0, min_clear: int | None = None):
+                 rotation: str = "90", prior: str = "cpu", seed: int = 0, min_clear: int | None = None,
+                 loader: str = "item"):
         super().__init__()
         self.root, self.split, self.bands, self.crop, self.min_clear = root, split, bands, crop, min_clear
+        self.loader = loader
         self.batch_size, self.workers, self.val_fraction = batch_size, workers, val_fraction
         self.normalization, self.rotation, self.prior, self.seed = normalization, rotation, prior, seed
 
     def setup(self, stage: str | None = None) -> None:
         common = {"split": self.split, "bands": self.bands, "crop": self.crop, "normalization": self.normalization,
-                  "prior": self.prior, "min_clear": self.min_clear}
+                  "prior": self.prior, "min_clear": self.min_clear, "loader": self.loader}
         self.train_set = NoLPretrainDataset(self.root, augment=True, rotation=self.rotation, seed=self.seed, **common)
         self.val_set = NoLPretrainDataset(self.root, augment=False, season=0, **common)
         self.train_ids, self.val_ids = split_indices(len(self.train_set), self.val_fraction, self.seed)

@@ -32,6 +32,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-clear", dest="min_clear", type=int, metavar="SCORE",
                    help="ignore labels whose cloud score (s2_cloud, 0–100) is under SCORE [off; 60 is clear sky]")
     p.add_argument("--workers", type=int, help="DataLoader workers per process [4]")
+    p.add_argument("--prior", choices=["cpu", "batch", "none"], help="where the prior is computed [cpu]")
+    p.add_argument("--loader", choices=["item", "device"],
+                   help="device: workers hand raw crops, encoded and augmented on the accelerator [item]")
     p.add_argument("--seed", type=int, help="[42]")
     p.add_argument("--T", type=int, help="ramp length in epochs [80]")
     p.add_argument("--prop", type=float, help="kept fraction after the ramp, ρ [0.5]")

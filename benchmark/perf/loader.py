@@ -1,12 +1,18 @@
-"""Pretraining loader throughput: our Zarr store vs the original CromSS LMDB layout, and the prior's cost.
+"""Pretraining loader throughput: against the decode limit, our Zarr store vs the original CromSS LMDB layout,
+and the prior's cost.
 
     python -m benchmark.perf.loader [--samples 64] [--epochs 2] [--json out.json]
 
-Both loaders do the same work per item (read one sample, pick a season, encode, build the prior,
-crop, flip, rotate); only the storage differs. The LMDB is written as CromSS did: three LMDBs of
-pickled ``(bytes, shape, id)`` uint8 arrays keyed by index, read with ``readahead=False``. Then the
-prior of one sample on the CPU (per item, in the loader) against the batched version that can run on
-the accelerator (on the CPU here).
+First our loader's two paths against the decode limit, a loader that reads the same chunks (same samples,
+same seasons) and does nothing else, each with the same workers: the per-item path (``loader: item``) with
+the prior on the CPU and with ``prior: batch``, and the loader side of ``loader: device`` (raw crops; what
+:func:`benchmark.device_batch.device_batch` then does runs on the accelerator). Then the per-item path
+against the CromSS LMDB, where both loaders do the same work per item (read one sample, pick a season,
+encode, build the prior, crop, flip, rotate) and only the storage differs. The LMDB is written as CromSS
+did: three LMDBs of pickled ``(bytes, shape, id)`` uint8 arrays keyed by index, read with
+``readahead=False``. Last, the prior of one sample on the CPU (per item, in the loader) against the
+batched version that can run on the accelerator (on the CPU here). Each loader rate is the best of
+``--epochs`` epochs, the loaders of a table taking turns, so that a shared machine's load hits all alike.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.data import NUM_CLASSES, NoLPretrainDataset, augment, encode, loader, prior, prior_batch
+from benchmark.data import NUM_CLASSES, NoLPretrainDataset, _item_rng, augment, encode, loader, prior, prior_batch
 from benchmark.perf.common import report
 from noldo.store import Split
 
@@ -81,16 +87,54 @@ class LmdbPretrainDataset(torch.utils.data.Dataset):
         return {k: torch.from_numpy(v) for k, v in augment(arrays, rng, self.crop).items()} | {"meta": {}}
 
 
-def throughput(dataset, workers: int, epochs: int, batch: int = 8) -> float:
-    """Samples per second over ``epochs`` after a warm-up epoch (worker start-up excluded)."""
-    data = loader(dataset, batch, shuffle=True, workers=workers, seed=0)
-    for _ in data:
-        pass
-    started, seen = time.perf_counter(), 0
+class DecodeLimit(NoLPretrainDataset):
+    """The chunks a :class:`NoLPretrainDataset` item reads (its season's S1 and S2, all seasons' labels, the
+    truth and cloud scores when used), read and decoded, and nothing else: the ceiling of any loader."""
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, rng = _item_rng(key, self.seed)
+        season = self.season if self.season is not None else int(rng.integers(self.seasons))
+        reads = [("dw", index), ("s1", (index, season)), ("s2", (index, season))]
+        if "truth" in self.layout.arrays:
+            reads.append(("truth", index))
+        if self.min_clear is not None:
+            reads.append(("s2_cloud", index))
+        for name, where in reads:
+            self.group[name][where]
+        return {"meta": index}
+
+
+def rates(datasets: dict, workers: int, epochs: int, batch: int = 8, indices=None) -> dict[str, float]:
+    """Samples per second of each dataset's loader: the best of ``epochs`` epochs after a warm-up epoch (worker
+    start-up excluded), the loaders taking turns so that the load of a shared machine hits them alike."""
+    loaders = {name: loader(data, batch, shuffle=True, workers=workers, seed=0, indices=indices)
+               for name, data in datasets.items()}
+    for data in loaders.values():
+        for _ in data:
+            pass
+    best = dict.fromkeys(loaders, 0.0)
     for _ in range(epochs):
-        for item in data:
-            seen += len(item["s2"])
-    return seen / (time.perf_counter() - started)
+        for name, data in loaders.items():
+            started = time.perf_counter()
+            seen = sum(len(batch["meta"]) for batch in data)
+            best[name] = max(best[name], seen / (time.perf_counter() - started))
+    return best
+
+
+#: The loader paths measured against the decode limit: per item with the CPU prior, with the prior left to the
+#: accelerator, and the raw crops of ``loader: device``.
+PATHS = {"item, CPU prior": {"prior": "cpu"}, "item, prior: batch": {"prior": "batch"},
+         "device (loader side)": {"prior": "batch", "loader": "device"}}
+
+
+def against_the_limit(store: Path, workers: int, epochs: int) -> tuple:
+    """A row: the decode limit's samples/s, then each of :data:`PATHS` and its share of the limit."""
+    found = rates({"limit": DecodeLimit(store, seed=0)} | {name: NoLPretrainDataset(store, seed=0, **options)
+                                                          for name, options in PATHS.items()}, workers, epochs)
+    row = [workers, f"{found['limit']:.1f}"]
+    for name in PATHS:
+        row += [f"{found[name]:.1f}", f"{found[name] / found['limit']:.0%}"]
+    return tuple(row)
 
 
 def main() -> None:
@@ -111,10 +155,15 @@ def main() -> None:
         (Path(tmp) / "lmdb").mkdir()
         n = write_lmdb(store, Path(tmp) / "lmdb")
         zarr_set, lmdb_set = NoLPretrainDataset(store, seed=0), LmdbPretrainDataset(Path(tmp) / "lmdb", n)
+        limit_rows = [against_the_limit(store, workers, args.epochs) for workers in (0, 1, 2)]
+        report("decode_limit", ("workers", "decode limit samples/s", *(c for p in PATHS for c in (p, "of limit"))),
+               limit_rows, None)
+        print()
         rows = []
         for workers in (0, 1, 2):
-            ours, theirs = throughput(zarr_set, workers, args.epochs), throughput(lmdb_set, workers, args.epochs)
-            rows.append((workers, f"{ours:.1f}", f"{theirs:.1f}", f"{ours / theirs:.2f}×"))
+            found = rates({"ours": zarr_set, "theirs": lmdb_set}, workers, args.epochs)
+            rows.append((workers, f"{found['ours']:.1f}", f"{found['theirs']:.1f}",
+                         f"{found['ours'] / found['theirs']:.2f}×"))
         report("loader", ("workers", "Zarr store samples/s", "CromSS LMDB samples/s", "ratio"), rows, None)
         torch.set_num_threads(os.cpu_count() or 1)
         count = min(32, n)
@@ -132,7 +181,7 @@ def main() -> None:
                       (f"batched, {count} samples (torch, CPU)", f"{batched * 1000:.1f}", f"{batched / per_item:.2f}×")]
         print()
         report("prior", ("264×264 prior", "ms per sample", "vs per item"), prior_rows, args.json,
-               loader=rows, samples=n, cpu_count=os.cpu_count())
+               limit=limit_rows, loader=rows, samples=n, cpu_count=os.cpu_count())
 
 
 if __name__ == "__main__":

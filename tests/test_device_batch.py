@@ -1,0 +1,81 @@
+"""loader: device: raw crops finished on the device give the batches of the per-item path."""
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.cromss.module import CromSSModule
+from benchmark.data import NoLPretrainDataset, collate, encode, loader
+from benchmark.device_batch import device_batch, encode_s1, encode_s2
+from noldo.catalog import band_subset
+from noldo.errors import NoldoError
+
+
+@pytest.fixture(scope="module")
+def demo_store(synthetic_store):
+    return synthetic_store(samples=64, tile_size=48)  # the store of test_benchmark_data
+
+
+def assert_same_batches(device: dict, item: dict) -> None:
+    """Equal tensors; the prior to 1e-6: the item path's is scipy's filter, the device's torch's convolutions,
+    which sum the same terms in another order."""
+    assert device.keys() == item.keys() and device["meta"] == item["meta"]
+    for key in item.keys() - {"meta", "prior"}:
+        assert device[key].dtype == item[key].dtype and torch.equal(device[key], item[key]), key
+    if "prior" in item:
+        torch.testing.assert_close(device["prior"], item["prior"], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("crop", "rotation"), [(20, "90"), (None, "90"), (20, "none")])
+def test_device_batches_are_the_item_batches(demo_store, crop, rotation):
+    """Same seed and (index, epoch) keys, crops at the tile border and inside: the batch of loader: device is that
+    of loader: item with the CPU prior, and its prior is exactly that of prior: batch."""
+    keys = [(i, epoch) for i in (0, 5, 9, 40) for epoch in range(4)]
+    options = {"crop": crop, "rotation": rotation, "seed": 3}
+    raw = collate([NoLPretrainDataset(demo_store, prior="batch", loader="device", **options)[k] for k in keys])
+    assert raw["s2"].dtype == torch.uint16 and raw["s1"].dtype == torch.float32 and raw["labels"].dtype == torch.uint8
+    batch = device_batch(raw)
+    assert_same_batches(batch, collate([NoLPretrainDataset(demo_store, **options)[k] for k in keys]))
+    on_step = collate([NoLPretrainDataset(demo_store, prior="batch", **options)[k] for k in keys])
+    assert torch.equal(batch["prior"], CromSSModule._prior(on_step))
+
+
+def test_validation_bands_zscore_and_cloud_masking(demo_store):
+    options = {"crop": 24, "augment": False, "season": 0, "bands": "9B", "normalization": "zscore", "min_clear": 60}
+    raw = [NoLPretrainDataset(demo_store, prior="none", loader="device", **options)[i] for i in range(6)]
+    expected = collate([NoLPretrainDataset(demo_store, prior="none", **options)[i] for i in range(6)])
+    assert_same_batches(device_batch(collate(raw)), expected)
+    assert (expected["label"] == 255).any(), "cloud-masked labels are in the comparison"
+
+
+def test_encoding_of_every_stored_value():
+    """Every uint16 DN of every band, and S1 dB with nodata and infinities, encode as benchmark.data.encode does."""
+    values = np.arange(2**16, dtype="uint16").reshape(256, 256)
+    for bands in (tuple(range(13)), band_subset("9B")):
+        s2 = np.broadcast_to(values, (len(bands), 256, 256))
+        for normalization in ("cromss", "zscore"):
+            got = encode_s2(torch.from_numpy(s2.copy())[None], bands, normalization)[0].numpy()
+            np.testing.assert_array_equal(got, encode(s2, "s2", bands, normalization))
+    s1 = np.random.default_rng(0).normal(-16, 9, (3, 2, 40, 40)).astype("float32")
+    s1[0, 0, :4] = np.nan
+    s1[1, 1, 0, :2] = np.inf, -np.inf
+    for normalization in ("cromss", "zscore"):
+        np.testing.assert_array_equal(encode_s1(torch.from_numpy(s1), normalization).numpy(),
+                                      np.stack([encode(x, "s1", (0, 1), normalization) for x in s1]))
+
+
+def test_the_module_finishes_raw_batches_from_a_worker(demo_store):
+    """Raw batches cross a worker's shared memory intact; CromSSModule finishes them after the transfer."""
+    dataset = NoLPretrainDataset(demo_store, crop=32, seed=1, prior="batch", loader="device")
+    from_worker = next(iter(loader(dataset, batch_size=4, shuffle=True, workers=1, seed=1)))
+    in_process = next(iter(loader(dataset, batch_size=4, shuffle=True, seed=1)))
+    module = CromSSModule(encoder="resnet18")
+    finished = module.on_after_batch_transfer(from_worker, 0)
+    assert_same_batches(finished, device_batch(in_process))
+    assert module.on_after_batch_transfer(finished, 0) is finished
+
+
+@pytest.mark.parametrize("options", [{"prior": "cpu"}, {"prior": "batch", "rotation": "free"}, {"loader": "gpu"}])
+def test_device_loader_refuses_what_it_cannot_do(demo_store, options):
+    with pytest.raises(NoldoError, match="loader"):
+        NoLPretrainDataset(demo_store, **{"loader": "device", **options})
