@@ -77,6 +77,8 @@ class TrustSource(Source):
                Option("normalization", click.Choice(["cromss", "ssl4eo"]), "cromss",
                       "the input encoding the model was pretrained with"))
     parallelism = 1  # torch uses every core for one sample
+    command = ("python -m benchmark.audit --weights {weights} --data {root} --split {split} "
+               "--normalization {normalization}")
 
     def __init__(self, weights: str | None = None, normalization: str = "cromss", seed: int = 0, seasons: int = 4):
         if not weights:

@@ -34,7 +34,7 @@ from noldo.location import RootLike, StoreLocation
 from noldo.manifest import known_hashes, write_manifest
 from noldo.regions import MIN_SPACING_KM, Candidate, capacity, parse_region
 from noldo.regions import candidates as region_candidates
-from noldo.sources import Rejected, Source, Unfinished, counting, make_source, source_for
+from noldo.sources import Rejected, Source, Unfinished, counting, make_source, source_class, source_for
 from noldo.store import Layout, Split, SplitWriter, check_split_name, georef_arrays, remove_split
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,12 @@ class BuildSpec:
         return record
 
     def command(self, root: StoreLocation) -> str:
-        """The `noldo build` command line that makes (or resumes) this build."""
+        """The `noldo build` command line that makes (or resumes) this build, or the source's own
+        (:attr:`noldo.sources.base.Source.command`)."""
+        template = source_class(self.source).command
+        if template:
+            values = {**self.options, "root": root, "split": self.split}
+            return template.format(**{key: shlex.quote(str(value)) for key, value in values.items()})
         if self.extend:
             args = ["noldo", "build", "--source", self.source, "--like", f"{root}/{self.split}"]
         else:

@@ -51,6 +51,9 @@ def test_the_audit_writes_trust_that_verifies_and_is_measured_against_the_truth(
     for t in range(4):
         assert index[f"dw_trust_mean_t{t}"].between(0, 1).all() and index[f"dw_noise_est_t{t}"].between(0, 1).all()
     assert 0 <= result["roc_auc"] <= 1 and 0 < result["noise_rate"] < 1 and result["pixels"] > 0
+    recorded = zarr.open_group(store / "nol.zarr", mode="r").attrs["provenance"]["trust_command"]
+    assert recorded == (f"python -m benchmark.audit --weights {weights.resolve()} --data {store} --split nol "
+                        "--normalization cromss")  # the command that resumes it, not a noldo build it cannot run
     again = run_audit("--weights", weights, "--data", store)  # done: nothing is computed again
     assert again.returncode == 0 and json.loads(again.stdout)["build"]["fetched"] == 0
 

@@ -131,6 +131,10 @@ class Source(ABC):
     reads: ClassVar[tuple[str, ...]] = ()
     context: ClassVar[tuple[str, ...]] = ("seed", "seasons")
     parallelism: int = 2
+    #: For a source another program runs (a plug-in): the command line that makes or resumes its build, a
+    #: format string over its options, ``root`` and ``split``, recorded in the provenance instead of
+    #: ``noldo build``'s.
+    command: ClassVar[str | None] = None
 
     @abstractmethod
     def plan(self, candidate: Candidate) -> Plan:
