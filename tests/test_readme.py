@@ -81,6 +81,9 @@ SMALL: dict[str, Small] = {
     "python -m benchmark.report runs/results.csv --task dw --paper dw": Small(),
     "python -m benchmark.study --config benchmark/configs/study-demo.yaml --data demo-data":
         Small(f"--config {REPO_ROOT / 'tests/data/study-tiny.yaml'}", slow=True),
+    "python -m benchmark.study --config benchmark/configs/study-selection.yaml":
+        Small(f"--config {REPO_ROOT / 'tests/data/study-tiny.yaml'} --data demo-data --run runs/selection-tiny",
+              slow=True),
     # performance
     "python -m benchmark.perf.build_throughput --samples 32": Small("--samples 2 --tile-size 64", slow=True),
     "python -m benchmark.perf.ee_build": Small("--concurrency 2 --memory 4,8 --full 2", slow=True),
