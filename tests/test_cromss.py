@@ -30,6 +30,7 @@ from benchmark.cromss import (
 )
 from benchmark.cromss.losses import one_hot, segmentation_loss
 from benchmark.models import build_downstream, load_encoder_state
+from tests.helpers import run_ranks
 
 
 def test_ramp_table():
@@ -263,19 +264,8 @@ dist.destroy_process_group()
 
 
 def test_ddp_selection_equals_single_process_on_the_global_batch(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    script = tmp_path / "ddp.py"
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    script.write_text(DDP_SCRIPT.format(repo=repo, port=port))
-    procs = [subprocess.Popen([sys.executable, str(script), str(rank)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for rank in (0, 1)]
-    outputs = [p.communicate(timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outputs
-    assert any("differs-from-local" in out for out, _ in outputs), "the test batch must depend on the global view"
+    outputs = run_ranks(tmp_path, DDP_SCRIPT)
+    assert any("differs-from-local" in out for out in outputs), "the test batch must depend on the global view"
 
 
 def test_a_store_without_cloud_scores_still_trains(example_store, tmp_path):

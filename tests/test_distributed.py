@@ -1,33 +1,9 @@
 """DDP on two CPU processes (gloo): the sampler's shards and the global-batch sample selection."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 from benchmark.data import EpochSampler
-
-REPO = str(Path(__file__).resolve().parents[1])
-
-
-def run_ranks(tmp_path, script: str, env: dict[str, str] | None = None, **fields) -> list[str]:
-    """Run ``script`` (formatted with ``repo``, a free ``port`` and ``fields``) as ranks 0 and 1, each with
-    ``LOCAL_RANK``/``NODE_RANK``/``MASTER_*`` set as a launcher would; returns their stdout."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    path = tmp_path / "rank.py"
-    path.write_text(script.format(repo=REPO, port=port, **fields))
-    procs = [subprocess.Popen([sys.executable, str(path), str(rank)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env={**os.environ, **(env or {}), "MASTER_ADDR": "127.0.0.1",
-                                              "MASTER_PORT": str(port), "LOCAL_RANK": str(rank), "NODE_RANK": "0"})
-             for rank in (0, 1)]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err[-3000:] for _, err in outputs]
-    return [out for out, _ in outputs]
-
+from tests.helpers import run_ranks
 
 TRAIN_SCRIPT = """
 import json, sys
