@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import time
 import zipfile
@@ -34,7 +33,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from noldo import catalog
-from noldo.download import STATE, Downloader, RemoteFile
+from noldo.download import STATE, Downloader
 from noldo.encodings import DFC_TO_DW, EXPERT_DW, OSM_ORDERS
 from noldo.errors import NoldoError
 from noldo.grid import grid_from_affine
@@ -254,10 +253,9 @@ def convert(path: Path, root: RootLike, osm_order: str = "noldo", progress: bool
 def _check_download(path: Path) -> None:
     """If ``path`` came from ``noldo download``, check it against the sha256 recorded from the hub."""
     for listing in sorted((path.parent / STATE).glob("published-*.json")):
-        for entry in json.loads(listing.read_text()):
-            file = RemoteFile(**entry)
+        downloader = Downloader(path.parent, catalog.HF_REPO, "")
+        for file in downloader.load_listing("published", listing.stem.split("-", 1)[1]):
             if file.target == path.name:
-                downloader = Downloader(path.parent, catalog.HF_REPO, listing.stem.split("-", 1)[1])
                 if not downloader.is_verified(file):
                     raise NoldoError(f"{path} does not match the sha256 the hub lists for it; repair: noldo "
                                      f"download --out {path.parent}")

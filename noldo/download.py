@@ -6,6 +6,11 @@ release's ``manifest.json``, never from us. Files are fetched with HTTP range re
 stream, and renamed to their final name only once size and sha256 match. A mismatch is fetched
 again once, then reported. ``HF_ENDPOINT`` selects a mirror; ``HF_HUB_OFFLINE=1`` uses what is
 already in ``--out``.
+
+A release is fetched at one commit (its revision resolved first, so a branch that moves during the
+download cannot mix two releases); its ``manifest.json`` is checked against the hub's git blob id
+of that commit, and every path it lists must stay inside the download root (:func:`release_path`),
+or nothing is written.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,39 @@ class RemoteFile:
     sha256: str
     target: str  # relative to the download root
     split: str | None = None
+    blob: str = ""  # git blob id: how the hub identifies a small (non-LFS) file, checked when no sha256
+
+    def matches(self, path: Path, sha256: str | None = None) -> bool:
+        """True if the file at ``path`` (its sha256 already known, or not) is this one."""
+        if self.sha256:
+            return (sha256 or sha256_file(path)) == self.sha256
+        return git_blob_id(path.read_bytes()) == self.blob
+
+
+def git_blob_id(data: bytes) -> str:
+    """The git object id of a file's bytes (what the hub reports as a non-LFS file's ``oid``)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def release_path(path: object, root: Path) -> str:
+    """``path`` from a release's manifest if it is a relative POSIX path that stays inside ``root``.
+
+    Refused: absolute paths, drive letters, backslashes, empty, ``.`` and ``..`` components, and paths
+    whose existing parents below ``root`` are symbolic links leading out of it.
+    """
+    parts = path.split("/") if isinstance(path, str) else []
+    if (not parts or path.startswith("/") or "\\" in path or _DRIVE.match(path)
+            or any(part in ("", ".", "..") for part in parts)):
+        raise NoldoError(f"the release's manifest lists {path!r}, which is not a relative path inside the "
+                         "download root; nothing was written")
+    inside = root.resolve()
+    if not (root / path).resolve().is_relative_to(inside):
+        raise NoldoError(f"the release's manifest lists {path!r}, which leads out of {root} through a symbolic "
+                         "link; nothing was written")
+    return path
 
 
 def endpoint() -> str:
@@ -68,11 +107,24 @@ def _hub_error(exc: Exception, repo: str, revision: str) -> NoldoError:
                       f"{str(exc).splitlines()[0] if str(exc) else ''}")
 
 
+def resolve_commit(repo: str, revision: str) -> str:
+    """The commit a revision (branch, tag or commit) of a hub dataset points to now."""
+    from huggingface_hub import HfApi
+
+    try:
+        commit = HfApi(endpoint=endpoint()).dataset_info(repo, revision=revision).sha
+    except Exception as exc:  # the hub's HTTP and connection errors
+        raise _hub_error(exc, repo, revision) from None
+    if not isinstance(commit, str) or not re.fullmatch(r"[0-9a-f]{40}", commit):
+        raise NoldoError(f"the hub did not resolve revision {revision!r} of {repo} to a commit")
+    return commit
+
+
 def list_files(paths: list[str], repo: str, revision: str) -> list[RemoteFile]:
     """Size and sha256 (the LFS oid) of files in a hub dataset, from ``get_paths_info(expand=True)``.
 
-    A small non-LFS file (a release's manifest.json) has no sha256 on the hub; it is checked by size
-    and trusted through the pinned revision.
+    A small non-LFS file (a release's manifest.json) has no sha256 on the hub; it is checked against
+    its git blob id instead.
     """
     from huggingface_hub import HfApi
 
@@ -84,20 +136,25 @@ def list_files(paths: list[str], repo: str, revision: str) -> list[RemoteFile]:
     found = {info.path: info for info in infos if getattr(info, "size", None) is not None}
     if missing := [p for p in paths if p not in found]:
         raise NoldoError(f"{', '.join(missing)} not found in dataset {repo} at revision {revision}")
-    return [RemoteFile(p, found[p].size, found[p].lfs.sha256 if found[p].lfs else "", p) for p in paths]
+    return [RemoteFile(p, found[p].size, found[p].lfs.sha256 if found[p].lfs else "", p,
+                       blob="" if found[p].lfs else found[p].blob_id) for p in paths]
 
 
-def list_release(repo: str, revision: str, root: Path, fetch: Callable[[RemoteFile], None],
-                 splits: Sequence[str] | None = None) -> list[RemoteFile]:
-    """The files of a noldo release: its ``manifest.json`` (fetched first) lists every file with size and
-    sha256; ``splits`` restricts the files to those splits."""
-    fetch(list_files(["manifest.json"], repo, revision)[0])
+def list_release(repo: str, commit: str, root: Path, fetch: Callable[[RemoteFile], None]) -> list[RemoteFile]:
+    """The files of a noldo release at ``commit``, ``manifest.json`` last: the manifest (fetched first,
+    into the download state, and checked against the hub) lists every file with size and sha256, and
+    every path is checked to stay inside ``root`` before anything is written there."""
+    remote = list_files(["manifest.json"], repo, commit)[0]
+    staged = replace(remote, target=f"{STATE}/manifest-{commit}.json")
+    fetch(staged)
     try:
-        entries = json.loads((root / "manifest.json").read_text())["files"]
-        files = [RemoteFile(e["path"], e["bytes"], e["sha256"], e["path"], e.get("split")) for e in entries]
+        entries = json.loads((root / staged.target).read_text())["files"]
+        files = [RemoteFile(e["path"], int(e["bytes"]), str(e["sha256"]), e["path"], e.get("split")) for e in entries]
     except (ValueError, KeyError, TypeError) as exc:
         raise NoldoError(f"the manifest.json of {repo} is not a noldo manifest ({exc})") from None
-    return [f for f in files if not splits or f.split in splits]
+    for file in files:
+        release_path(file.path, root)
+    return [*files, remote]
 
 
 class Downloader:
@@ -117,7 +174,7 @@ class Downloader:
     def _remember(self, file: RemoteFile) -> None:
         verified = self._verified()
         stat = (self.root / file.target).stat()
-        verified[file.target] = [stat.st_size, stat.st_mtime_ns, file.sha256]
+        verified[file.target] = [stat.st_size, stat.st_mtime_ns, file.sha256 or file.blob]
         atomic_write_json(self.state_dir / "verified.json", verified)
 
     def is_verified(self, file: RemoteFile) -> bool:
@@ -126,23 +183,30 @@ class Downloader:
         if not path.is_file() or path.stat().st_size != file.size:
             return False
         stat = path.stat()
-        if self._verified().get(file.target) == [stat.st_size, stat.st_mtime_ns, file.sha256]:
+        if self._verified().get(file.target) == [stat.st_size, stat.st_mtime_ns, file.sha256 or file.blob]:
             return True
-        if not file.sha256 or sha256_file(path) == file.sha256:
+        if file.matches(path):
             self._remember(file)
             return True
         return False
 
-    def save_listing(self, name: str, files: list[RemoteFile]) -> None:
-        atomic_write_json(self.state_dir / f"{name}-{self.revision.replace('/', '_')}.json",
-                          [asdict(f) for f in files])
+    def _listing(self, name: str, revision: str) -> Path:
+        return self.state_dir / f"{name}-{revision.replace('/', '_')}.json"
 
-    def load_listing(self, name: str) -> list[RemoteFile]:
-        path = self.state_dir / f"{name}-{self.revision.replace('/', '_')}.json"
+    def save_listing(self, name: str, files: list[RemoteFile], revision: str) -> None:
+        """Keep the file list under the revision the user named (offline runs cannot resolve it)."""
+        atomic_write_json(self._listing(name, revision), {"commit": self.revision, "files": [asdict(f) for f in files]})
+
+    def load_listing(self, name: str, revision: str) -> list[RemoteFile]:
+        path = self._listing(name, revision)
         if not path.exists():
             raise NoldoError(f"HF_HUB_OFFLINE is set and {self.root} has no listing of {name} at revision "
-                             f"{self.revision}; run once online")
-        return [RemoteFile(**f) for f in json.loads(path.read_text())]
+                             f"{revision}; run once online")
+        listing = json.loads(path.read_text())
+        if isinstance(listing, list):  # written before listings recorded their commit
+            listing = {"commit": revision, "files": listing}
+        self.revision = listing["commit"]
+        return [RemoteFile(**f) for f in listing["files"]]
 
     # --- fetching --------------------------------------------------------------------------------
     def fetch(self, file: RemoteFile, bar: tqdm | None = None) -> None:
@@ -153,16 +217,18 @@ class Downloader:
             raise NoldoError(f"HF_HUB_OFFLINE is set and {self.root / file.target} is missing or damaged; "
                              f"repair: {self.repair} (online)")
         target = self.root / file.target
+        part = target.with_name(target.name + ".part")
         for attempt in (1, 2):
-            digest = self._transfer(file, target.with_name(target.name + ".part"), bar)
-            if digest == file.sha256 or not file.sha256:
-                target.with_name(target.name + ".part").replace(target)
+            digest = self._transfer(file, part, bar)
+            if file.matches(part, digest):
+                part.replace(target)
                 self._remember(file)
                 return
-            target.with_name(target.name + ".part").unlink(missing_ok=True)
-            log.warning("%s: sha256 mismatch (attempt %d); fetching again", file.path, attempt)
-        raise NoldoError(f"{target}: sha256 does not match the hub's ({file.sha256[:12]}…) after two downloads; "
-                         f"the file was not kept; repair: {self.repair}")
+            part.unlink(missing_ok=True)
+            log.warning("%s: checksum mismatch (attempt %d); fetching again", file.path, attempt)
+        kind = "sha256" if file.sha256 else "git blob id"
+        raise NoldoError(f"{target}: {kind} does not match the hub's ({(file.sha256 or file.blob)[:12]}…) after two "
+                         f"downloads; the file was not kept; repair: {self.repair}")
 
     def _transfer(self, file: RemoteFile, part: Path, bar: tqdm | None) -> str:
         """Stream the rest of ``file`` into ``part``; returns the sha256 of the whole part file."""
@@ -238,19 +304,22 @@ def download(what: Sequence[str], root: RootLike, revision: str = HF_REVISION, r
         raise NoldoError(f"--out {root} exists and is not a directory")
     args = ["noldo", "download", "--out", str(root), "--revision", revision]
     args += ["--release", release] if release else [a for w in what for a in ("--what", w)]
-    downloader = Downloader(root, release or repo, revision, progress, repair=shlex.join(args))
     name = "release" if release else "published"
+    if release and not offline():
+        revision_listed, revision = revision, resolve_commit(release, revision)
+    else:
+        revision_listed = revision
+    downloader = Downloader(root, release or repo, revision, progress, repair=shlex.join(args))
     if offline():
-        files = downloader.load_listing(name)
+        files = downloader.load_listing(name, revision_listed)
     elif release:
-        root.mkdir(parents=True, exist_ok=True)
-        files = list_release(release, revision, root, downloader.fetch, splits)
+        files = list_release(release, revision, root, downloader.fetch)
     else:
         files = list_files([p for w in what for p in PUBLISHED_FILES[w]], repo, revision)
         if unverifiable := [f.path for f in files if not f.sha256]:
             raise NoldoError(f"{', '.join(unverifiable)} in {repo} has no LFS sha256 to verify it against")
-    if release and offline():
-        files = [f for f in files if not splits or f.split in splits]
+    if release:
+        files = [f for f in files if not splits or f.split in splits or f.target == "manifest.json"]
     missing = [f for f in files if not downloader.is_verified(f)]
     summary = {"root": str(root), "repo": release or repo, "revision": revision, "endpoint": endpoint(),
                "files": len(files), "bytes": sum(f.size for f in files),
@@ -260,6 +329,6 @@ def download(what: Sequence[str], root: RootLike, revision: str = HF_REVISION, r
                                                            "present": f not in missing} for f in files]}
     root.mkdir(parents=True, exist_ok=True)
     if not offline():
-        downloader.save_listing(name, files)
+        downloader.save_listing(name, files, revision_listed)
     downloader.fetch_all(files)
     return {**summary, "bytes_fetched": downloader.bytes_fetched}

@@ -1,5 +1,6 @@
 """`noldo download` against a loopback server that speaks the Hugging Face hub's file endpoints."""
 
+import hashlib
 import json
 import os
 import signal
@@ -166,18 +167,67 @@ def test_killed_download_resumes_without_refetching(hub, published, tmp_path):
     assert (tmp_path / "f" / second).read_bytes() == published[0][second]
 
 
-def test_release_download_gives_a_verified_store(tmp_path, monkeypatch):
+@pytest.fixture
+def release(tmp_path, monkeypatch):
+    """A noldo release on the loopback hub: (hub, the release's files, the arrays written)."""
     from huggingface_hub import constants
 
-    data = write_example_store(tmp_path / "release")
+    data = write_example_store(tmp_path / "release", samples=10)
     files = {p.relative_to(tmp_path / "release").as_posix(): p.read_bytes()
              for p in (tmp_path / "release").rglob("*") if p.is_file() and ".noldo" not in p.parts}
     with FakeHub({"noldo/nol-demo": files}) as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        result = download("--release", "noldo/nol-demo", "--root", tmp_path / "store")
+        yield server, files, data
+
+
+def test_release_download_gives_a_verified_store(release, tmp_path):
+    hub, _, data = release
+    result = download("--release", "noldo/nol-demo", "--root", tmp_path / "store")
     assert result.exit_code == 0, result.output
     assert verify(tmp_path / "store")[0] == []
+    assert set(hub.fetched_at) == {COMMIT}, "every file comes from the commit 'main' resolved to"
     import noldo
 
     np.testing.assert_array_equal(noldo.open(tmp_path / "store", "nol").s2.values, data["s2"])
+
+
+def _store_files(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and ".noldo-download" not in p.parts)
+
+
+@pytest.mark.parametrize("bad", ["../outside.bin", "nol.zarr/../../outside.bin", "<tmp>/outside.bin",
+                                 "C:/outside.bin", "nol.zarr\\..\\..\\outside.bin", "nol.zarr//s2", "./x", ""])
+def test_release_with_a_path_outside_the_root_is_refused(release, tmp_path, bad):
+    hub, files, _ = release
+    bad = bad.replace("<tmp>", str(tmp_path))  # an absolute path
+    manifest = json.loads(files["manifest.json"])
+    payload = b"not yours"
+    manifest["files"].insert(0, {"path": bad, "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()})
+    files["manifest.json"] = json.dumps(manifest).encode()
+    files[bad] = payload
+    root = tmp_path / "deep" / "store"
+    result = download("--release", "noldo/nol-demo", "--root", root)
+    assert result.exit_code == 1 and repr(bad) in result.output and "nothing was written" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert _store_files(tmp_path / "deep") == [], "nothing of the release is written, inside the root or out"
+    assert not (tmp_path / "outside.bin").exists() and sum(hub.served[n] for n in files if n != "manifest.json") == 0
+
+
+def test_release_through_a_symlinked_parent_is_refused(release, tmp_path):
+    outside, root = tmp_path / "elsewhere", tmp_path / "store"
+    outside.mkdir()
+    root.mkdir()
+    (root / "nol.zarr").symlink_to(outside, target_is_directory=True)
+    result = download("--release", "noldo/nol-demo", "--root", root)
+    assert result.exit_code == 1 and "symbolic link" in result.output
+    assert list(outside.iterdir()) == [] and _store_files(root) == []
+
+
+def test_release_whose_manifest_differs_from_the_hub_is_refused(release, tmp_path):
+    hub, _, _ = release
+    hub.corrupt_next["manifest.json"] = 2  # the bytes served do not match the hub's git blob id, twice
+    result = download("--release", "noldo/nol-demo", "--root", tmp_path / "store")
+    assert result.exit_code == 1 and "git blob id does not match" in result.output
+    assert _store_files(tmp_path / "store") == []

@@ -1,8 +1,10 @@
 """A loopback server that speaks the Hugging Face hub's file endpoints, for `noldo download` tests.
 
-``POST /api/datasets/<repo>/paths-info/<revision>`` answers sizes and LFS sha256; ``GET/HEAD
-/datasets/<repo>/resolve/<revision>/<path>`` serves bytes with ETag, X-Repo-Commit and range
-support. It counts the bytes it serves, and can corrupt a file's first download or serve slowly.
+``GET /api/datasets/<repo>/revision/<revision>`` resolves a revision to its commit (``sha``);
+``POST /api/datasets/<repo>/paths-info/<revision>`` answers sizes, LFS sha256 and git blob ids
+(``oid``, as the hub does for every file); ``GET/HEAD /datasets/<repo>/resolve/<revision>/<path>``
+serves bytes with ETag, X-Repo-Commit and range support. It records the revisions files were
+fetched at, counts the bytes it serves, and can corrupt a file's first downloads or serve slowly.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 import urllib.parse
 from collections import Counter
 
+from noldo.download import git_blob_id
 from noldo.testing.loopback import LoopbackServer, QuietHandler
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -26,6 +29,7 @@ class FakeHub(LoopbackServer):
                  lfs_exempt: tuple[str, ...] = ("manifest.json",)) -> None:
         self.repos, self.revisions, self.lfs_exempt = repos, revisions, lfs_exempt
         self.served: Counter = Counter()
+        self.fetched_at: Counter = Counter()  # revision → file downloads asked at it
         self.corrupt_next: Counter = Counter()  # path → how many downloads to corrupt
         self.delay = 0.0  # seconds per 64 KiB block, to make a download slow enough to kill
         self.sending = 0  # responses whose body is being sent (a killed client's ends with a broken pipe)
@@ -64,7 +68,7 @@ class FakeHub(LoopbackServer):
                     if path in files:
                         data = files[path]
                         entry = {"type": "file", "path": path, "size": len(data),
-                                 "oid": hashlib.sha1(data).hexdigest()}
+                                 "oid": git_blob_id(data)}
                         if path not in hub.lfs_exempt:
                             entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data),
                                             "pointerSize": 134}
@@ -78,6 +82,8 @@ class FakeHub(LoopbackServer):
                 files = self._repo(repo_part, revision)
                 if files is None:
                     return None
+                with hub.lock:
+                    hub.fetched_at[revision] += not head
                 if name not in files:
                     return self._error(404, "EntryNotFound", f"{name} does not exist")
                 data = files[name]
@@ -115,8 +121,16 @@ class FakeHub(LoopbackServer):
                         hub.sending -= 1
                 return None
 
+            def _revision(self) -> None:
+                repo, _, revision = urllib.parse.urlparse(self.path).path.removeprefix(
+                    "/api/datasets/").partition("/revision/")
+                if self._repo(repo, urllib.parse.unquote(revision)) is not None:
+                    self.send_body(200, json.dumps({"id": repo, "sha": COMMIT, "private": False}))
+
             def do_GET(self) -> None:
-                self._resolve(head=False)
+                if self.path.startswith("/api/datasets/"):
+                    return self._revision()
+                return self._resolve(head=False)
 
             def do_HEAD(self) -> None:
                 self._resolve(head=True)
