@@ -31,6 +31,7 @@ from noldo.catalog import SHARD_SAMPLES, array_kind, split_info
 from noldo.errors import NoldoError
 from noldo.files import atomic_write_json
 from noldo.location import RootLike, StoreLocation
+from noldo.lock import writing
 from noldo.manifest import known_hashes, write_manifest
 from noldo.regions import MIN_SPACING_KM, Candidate, capacity, parse_region
 from noldo.regions import candidates as region_candidates
@@ -384,11 +385,19 @@ def build(spec: BuildSpec, root: RootLike, *, workers: int | None = None, schedu
           overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Build (or resume) one split of a store, or add a source's arrays to one; returns the JSON-ready summary.
 
+    Holds the split's write lock (noldo/lock.py) throughout: a second writer refuses at once.
+
     Example:
         >>> build(BuildSpec("demo", "synthetic", samples=64), "demo-data")  # doctest: +SKIP
     """
-    started = time.monotonic()
     location = StoreLocation.of(root)
+    with writing(location, spec.split, command=f"noldo build --source {spec.source}"):
+        return _build(spec, location, workers, scheduler, overwrite, progress)
+
+
+def _build(spec: BuildSpec, location: StoreLocation, workers: int | None, scheduler: str | None,
+           overwrite: bool, progress: bool) -> dict[str, Any]:
+    started = time.monotonic()
     executor = _Executor(scheduler)
     try:
         target, source, source_spec = _prepare(spec, location, executor.processes)

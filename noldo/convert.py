@@ -38,6 +38,7 @@ from noldo.encodings import DFC_TO_DW, EXPERT_DW, OSM_ORDERS
 from noldo.errors import NoldoError
 from noldo.grid import grid_from_affine
 from noldo.location import RootLike, StoreLocation
+from noldo.lock import writing
 from noldo.manifest import write_manifest
 from noldo.store import Layout, SplitWriter, georef_arrays
 
@@ -222,8 +223,18 @@ def convert(path: Path, root: RootLike, osm_order: str = "noldo", progress: bool
         raise NoldoError(f"{path} does not exist")
     _check_download(path)
     source = Source(path)
+    plans = plans_for(source)
+    with writing(root, *(plan.split for plan in plans), command="noldo convert"):
+        written = _convert(source, path, plans, root, osm_order, progress)
+    return {"source": str(path), "root": str(root), "splits": written,
+            "seconds": round(time.monotonic() - started, 2)}
+
+
+def _convert(source: Source, path: Path, plans: list[Plan], root: StoreLocation, osm_order: str,
+             progress: bool) -> dict[str, int]:
+    """Write every plan's split; returns the samples written per split."""
     written = {}
-    for plan in plans_for(source):
+    for plan in plans:
         reference = next(plan.items[0].files[a][0] for a in ("dw", "osm", "s2", "s1") if a in plan.items[0].files)
         height, width = read_tif(source, reference)[0].shape[-2:]
         layout = Layout(len(plan.items), plan.seasons, height, width, plan.arrays)
@@ -246,8 +257,7 @@ def convert(path: Path, root: RootLike, osm_order: str = "noldo", progress: bool
             writer.write_shard(shard, {**columns, **georef_arrays(grids)}, pd.DataFrame(rows))
         write_manifest(root, known_hashes=writer.finalize())
         written[plan.split] = len(plan.items)
-    return {"source": str(path), "root": str(root), "splits": written,
-            "seconds": round(time.monotonic() - started, 2)}
+    return written
 
 
 def _check_download(path: Path) -> None:

@@ -12,6 +12,7 @@ from noldo.catalog import SHARD_SAMPLES
 from noldo.errors import NoldoError
 from noldo.files import PARTIAL_SUFFIX
 from noldo.location import RootLike, StoreLocation
+from noldo.lock import writing_manifest
 from noldo.store import describe
 
 MANIFEST = "manifest.json"
@@ -71,8 +72,9 @@ def build_manifest(root: RootLike, known_hashes: Mapping[str, list] | None = Non
 def write_manifest(root: RootLike, known_hashes: Mapping[str, list] | None = None) -> dict[str, Any]:
     """Build and atomically write ``ROOT/manifest.json``; returns it."""
     location = StoreLocation.of(root)
-    manifest = build_manifest(location, known_hashes)
-    location.write_json(MANIFEST, manifest)
+    with writing_manifest(location, command="noldo manifest"):
+        manifest = build_manifest(location, known_hashes)
+        location.write_json(MANIFEST, manifest)
     return manifest
 
 

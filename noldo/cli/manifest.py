@@ -9,6 +9,7 @@ import click
 from noldo.cli.options import ROOT
 from noldo.errors import NoldoError
 from noldo.location import StoreLocation
+from noldo.lock import writing
 from noldo.manifest import write_manifest
 from noldo.store import list_splits
 
@@ -17,7 +18,9 @@ from noldo.store import list_splits
 @ROOT
 def command(root: StoreLocation) -> None:
     """Write ROOT/manifest.json afresh: size and sha256 of every file of the store."""
-    if not list_splits(root):
+    splits = list_splits(root)
+    if not splits:
         raise NoldoError(f"{root} holds no noldo splits (no <split>.zarr groups)")
-    result = write_manifest(root)
+    with writing(root, *splits, command="noldo manifest"):  # no split changes while it is hashed
+        result = write_manifest(root)
     click.echo(json.dumps({"files": len(result["files"]), "total_bytes": result["total_bytes"]}))
