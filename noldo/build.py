@@ -18,6 +18,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -391,16 +392,18 @@ def build(spec: BuildSpec, root: RootLike, *, workers: int | None = None, schedu
         >>> build(BuildSpec("demo", "synthetic", samples=64), "demo-data")  # doctest: +SKIP
     """
     location = StoreLocation.of(root)
-    with writing(location, spec.split, command=f"noldo build --source {spec.source}"):
-        return _build(spec, location, workers, scheduler, overwrite, progress)
+    with ExitStack() as held:  # the lock is taken once the source is ready: nothing is written before
+        return _build(spec, location, workers, scheduler, overwrite, progress, lock=lambda: held.enter_context(
+            writing(location, spec.split, command=f"noldo build --source {spec.source}")))
 
 
 def _build(spec: BuildSpec, location: StoreLocation, workers: int | None, scheduler: str | None,
-           overwrite: bool, progress: bool) -> dict[str, Any]:
+           overwrite: bool, progress: bool, lock: Callable[[], Any]) -> dict[str, Any]:
     started = time.monotonic()
     executor = _Executor(scheduler)
     try:
         target, source, source_spec = _prepare(spec, location, executor.processes)
+        lock()
         writer = target.open(source, overwrite)
         slots = executor.start(workers or source.parallelism)
     except BaseException:
