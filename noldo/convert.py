@@ -264,7 +264,7 @@ def _check_download(path: Path) -> None:
     """If ``path`` came from ``noldo download``, check it against the sha256 recorded from the hub."""
     for listing in sorted((path.parent / STATE).glob("published-*.json")):
         downloader = Downloader(path.parent, catalog.HF_REPO, "")
-        for file in downloader.load_listing("published", listing.stem.split("-", 1)[1]):
+        for file in downloader.load_listing("published", listing.stem.split("-", 1)[1])[1]:
             if file.target == path.name:
                 if not downloader.is_verified(file):
                     raise NoldoError(f"{path} does not match the sha256 the hub lists for it; repair: noldo "

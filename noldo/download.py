@@ -197,7 +197,8 @@ class Downloader:
         """Keep the file list under the revision the user named (offline runs cannot resolve it)."""
         atomic_write_json(self._listing(name, revision), {"commit": self.revision, "files": [asdict(f) for f in files]})
 
-    def load_listing(self, name: str, revision: str) -> list[RemoteFile]:
+    def load_listing(self, name: str, revision: str) -> tuple[str, list[RemoteFile]]:
+        """The commit and file list saved for ``revision`` by an online run."""
         path = self._listing(name, revision)
         if not path.exists():
             raise NoldoError(f"HF_HUB_OFFLINE is set and {self.root} has no listing of {name} at revision "
@@ -205,8 +206,7 @@ class Downloader:
         listing = json.loads(path.read_text())
         if isinstance(listing, list):  # written before listings recorded their commit
             listing = {"commit": revision, "files": listing}
-        self.revision = listing["commit"]
-        return [RemoteFile(**f) for f in listing["files"]]
+        return listing["commit"], [RemoteFile(**f) for f in listing["files"]]
 
     # --- fetching --------------------------------------------------------------------------------
     def fetch(self, file: RemoteFile, bar: tqdm | None = None) -> None:
@@ -311,7 +311,7 @@ def download(what: Sequence[str], root: RootLike, revision: str = HF_REVISION, r
         revision_listed = revision
     downloader = Downloader(root, release or repo, revision, progress, repair=shlex.join(args))
     if offline():
-        files = downloader.load_listing(name, revision_listed)
+        downloader.revision, files = downloader.load_listing(name, revision_listed)
     elif release:
         files = list_release(release, revision, root, downloader.fetch)
     else:

@@ -2,7 +2,7 @@
 
 A second writer on the same ROOT and split refuses at once, with one line naming the holder (host,
 pid, start time, command) and what to do. Readers never take a lock. On a local ROOT the lock is an
-OS file lock (``filelock``: ``fcntl`` on POSIX) on ``ROOT/.noldo/locks/<split>.lock``: the kernel
+OS file lock (``filelock``: ``flock`` on POSIX) on ``ROOT/.noldo/locks/<split>.lock``: the kernel
 releases it when its holder ends, however it ends (``kill -9`` included), so it never goes stale;
 the holder's description is kept beside it in ``<split>.json``. The store's manifest has its own
 lock (``_manifest.lock``), which writers wait for instead of refusing (writing it takes seconds).

@@ -66,11 +66,17 @@ class FakeHub(LoopbackServer):
                 for path in form.get("paths", []):
                     if path in files:
                         data = files[path]
-                        entry = {"type": "file", "path": path, "size": len(data),
-                                 "oid": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()}  # git's id
+                        # "oid" is the git blob id of what git stores: the file itself, or for an LFS
+                        # file its pointer (so it never identifies an LFS file's content)
+                        stored = data
                         if path not in hub.lfs_exempt:
-                            entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data),
-                                            "pointerSize": 134}
+                            digest = hashlib.sha256(data).hexdigest()
+                            stored = (f"version https://git-lfs.github.com/spec/v1\noid sha256:{digest}\n"
+                                      f"size {len(data)}\n").encode()
+                        entry = {"type": "file", "path": path, "size": len(data),
+                                 "oid": hashlib.sha1(b"blob %d\0" % len(stored) + stored).hexdigest()}
+                        if path not in hub.lfs_exempt:
+                            entry["lfs"] = {"oid": digest, "size": len(data), "pointerSize": len(stored)}
                         answer.append(entry)
                 self.send_body(200, json.dumps(answer))
 
