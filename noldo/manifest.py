@@ -20,10 +20,10 @@ MANIFEST_VERSION = 1
 _SHARD = re.compile(r"^(?P<split>[^/]+)\.zarr/(?P<array>[^/]+)/c/(?P<shard>\d+)(/0)*$")
 
 
-def store_files(root: RootLike) -> Iterator[str]:
+def store_files(root: RootLike, sizes: Mapping[str, int] | None = None) -> Iterator[str]:
     """Every published file of a store (paths below ROOT): not the manifest, build or download state
-    (``.noldo*``), nor leftovers of interrupted writes."""
-    for rel in StoreLocation.of(root).files():
+    (``.noldo*``), nor leftovers of interrupted writes. ``sizes`` is a listing already made."""
+    for rel in StoreLocation.of(root).sizes() if sizes is None else sizes:
         top = rel.split("/", 1)[0]
         if (not top.startswith(".noldo") and rel != MANIFEST and not rel.endswith(PARTIAL_SUFFIX)
                 and not top.endswith(".creating")):
@@ -50,9 +50,9 @@ def build_manifest(root: RootLike, known_hashes: Mapping[str, list] | None = Non
     summary = describe(location)["splits"]
     samples = {name: s["samples"] for name, s in summary.items()}
     known = known_hashes or {}
-    files = []
-    for rel in store_files(location):
-        size = location.size(rel)
+    files, sizes = [], location.sizes()
+    for rel in store_files(location, sizes):
+        size = sizes[rel]
         cached = known.get(rel)
         digest = cached[1] if cached and cached[0] == size else location.sha256(rel)
         files.append({"path": rel, "bytes": size, "sha256": digest, **describe_file(rel, samples)})

@@ -9,11 +9,14 @@ commit marker per finished shard. Readers open a split with :meth:`Split.open`; 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
 import re
 import shutil
+import socket
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -312,7 +315,7 @@ def describe(root: RootLike) -> dict[str, Any]:
         split = Split.open(location, name)
         arrays = {}
         for array_name, array in sorted(split.group().arrays()):
-            stored = sum(location.size(f) for f in location.files(f"{group_name(name)}/{array_name}"))
+            stored = sum(location.sizes(f"{group_name(name)}/{array_name}").values())
             arrays[array_name] = {"dims": list(array.metadata.dimension_names or ()), "shape": list(array.shape),
                                   "dtype": str(array.dtype), "bytes": int(array.nbytes), "stored_bytes": stored}
         layout = split.attrs["layout"]
@@ -354,19 +357,22 @@ class SplitWriter:
             log.info("resuming %s/%s", self.location, self.group_name)
         else:
             self._create(provenance)
-        self.group = zarr.open_group(self.location.zarr_store(self.group_name, read_only=False), mode="r+",
-                                     use_consolidated=False)
+        self.encoder = ShardEncoder(self.location, split)
+        self.group = self.encoder.group
         self.location.remove_partials(self.group_name)
 
     def _create(self, provenance: Mapping[str, Any]) -> None:
+        """Create the group's metadata in memory, then write it with the group's own ``zarr.json`` last:
+        until that object exists there is no split, on disk as on object storage."""
         shutil.rmtree(self.work, ignore_errors=True)
         self.location.remove(index_name(self.split))
-        staging = self.group_name + ".creating"
-        self.location.remove(staging)
-        group = zarr.create_group(self.location.zarr_store(staging, read_only=False), zarr_format=3,
+        self.location.remove(self.group_name)  # leftovers of a creation that did not finish
+        metadata: dict[str, Any] = {}
+        group = zarr.create_group(zarr.storage.MemoryStore(metadata), zarr_format=3,
                                   attributes=split_attributes(self.split, self.layout, provenance))
         _create_arrays(group, self.layout, self.layout.all_arrays)
-        self.location.rename(staging, self.group_name)  # the group appears complete or not at all
+        for key in sorted(metadata, key=lambda k: k == "zarr.json"):
+            self.location.write_bytes(f"{self.group_name}/{key}", metadata[key].to_bytes())
 
     def _marker(self, shard: int):
         return self.work / f"shard-{shard:05d}.json"
@@ -439,26 +445,28 @@ class SplitWriter:
         arrays; ``index`` has one row per sample with at least a ``sample`` column; ``extra`` is kept
         in the commit marker for the caller.
         """
+        self.check_shard(shard, arrays, index)
+        written = self.encoder.write(shard, arrays, self.layout)
+        self.commit_shard(shard, written, index, extra)
+
+    def check_shard(self, shard: int, names: Sequence[str], index: pd.DataFrame) -> None:
+        """Refuse a shard whose arrays or index rows do not fit the split (before anything is written)."""
         start, stop = self.layout.shard_range(shard)
         n = stop - start
         previous = self.marker(shard) or {"files": {}}
-        if not set(arrays) <= set(self.layout.all_arrays) or not (previous["files"] or set(arrays) == set(
+        if not set(names) <= set(self.layout.all_arrays) or not (previous["files"] or set(names) == set(
                 self.layout.all_arrays)):
-            raise NoldoError(f"shard {shard}: arrays {sorted(arrays)} differ from {sorted(self.layout.all_arrays)}")
+            raise NoldoError(f"shard {shard}: arrays {sorted(names)} differ from {sorted(self.layout.all_arrays)}")
         if len(index) != n or "sample" not in index.columns:
             raise NoldoError(f"shard {shard}: the index needs {n} rows with a 'sample' column")
-        files: dict[str, list] = dict(previous["files"])
-        for name in arrays:
-            data = np.asarray(arrays[name])
-            kind = array_kind(name)
-            if data.shape != self.layout.shape(name, n) or data.dtype != np.dtype(kind.dtype):
-                raise NoldoError(f"shard {shard}: {name} is {data.dtype}{list(data.shape)}, expected "
-                                 f"{kind.dtype}{list(self.layout.shape(name, n))}")
-            array = self.group[name].with_config({"write_empty_chunks": True})  # an all-nodata shard is a shard
-            array[start:stop] = data
-            rel = shard_name(self.split, array, shard)
-            files[rel] = [self.location.size(rel), self.location.sha256(rel)]
-        frame = index.reset_index(drop=True).assign(shard=shard, row_in_shard=np.arange(n))
+
+    def commit_shard(self, shard: int, written: Mapping[str, Any], index: pd.DataFrame,
+                     extra: Mapping[str, Any] | None = None) -> None:
+        """Record a shard written by :meth:`ShardEncoder.write` (here or on a dask worker): its index
+        rows, then its commit marker."""
+        start, stop = self.layout.shard_range(shard)
+        previous = self.marker(shard) or {"files": {}}
+        frame = index.reset_index(drop=True).assign(shard=shard, row_in_shard=np.arange(stop - start))
         if self._fragment(shard).exists() and previous["files"]:  # adding arrays: keep the rows, add columns
             old = pd.read_parquet(self._fragment(shard))
             if list(old["sample"]) != list(frame["sample"]):
@@ -467,7 +475,8 @@ class SplitWriter:
         self.work.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self._fragment(shard), frame.to_parquet(index=False))
         atomic_write_json(self._marker(shard), {**previous, "shard": shard, "samples": [start, stop],
-                                                "files": files, **(extra or {})})
+                                                "files": {**previous["files"], **written["files"]},
+                                                "writer": written["writer"], **(extra or {})})
 
     def resize(self, samples: int) -> None:
         """Shrink the split to ``samples`` (e.g. when a region ran out of candidates) before the last shard."""
@@ -496,6 +505,48 @@ class SplitWriter:
         for k in range(self.layout.shards):
             known.update(self.marker(k)["files"])
         return known
+
+
+class _HashingStore(zarr.storage.WrapperStore):
+    """A zarr store that remembers the size and sha256 of every object it writes, so a shard's hash
+    comes from the bytes sent, not from reading the object back."""
+
+    def __init__(self, store: zarr.abc.store.Store) -> None:
+        super().__init__(store)
+        self.written: dict[str, list] = {}
+
+    async def set(self, key: str, value: Any) -> None:
+        data = value.to_bytes()
+        await self._store.set(key, value)
+        self.written[key] = [len(data), hashlib.sha256(data).hexdigest()]
+
+
+class ShardEncoder:
+    """Encodes whole shards of a split into its store: the part of :class:`SplitWriter` a dask worker
+    runs when the workers write the shards themselves (its state stays with the writer)."""
+
+    def __init__(self, root: RootLike, split: str) -> None:
+        self.location = StoreLocation.of(root)
+        self.split = split
+        self.store = _HashingStore(self.location.zarr_store(group_name(split), read_only=False))
+        self.group = zarr.open_group(self.store, mode="r+", use_consolidated=False)
+
+    def write(self, shard: int, arrays: Mapping[str, np.ndarray], layout: Layout) -> dict[str, Any]:
+        """Write the given arrays of one shard; returns the objects written (path → [size, sha256])
+        and who wrote them (host, pid)."""
+        start, stop = layout.shard_range(shard)
+        files: dict[str, list] = {}
+        for name in arrays:
+            data = np.asarray(arrays[name])
+            kind = array_kind(name)
+            if data.shape != layout.shape(name, stop - start) or data.dtype != np.dtype(kind.dtype):
+                raise NoldoError(f"shard {shard}: {name} is {data.dtype}{list(data.shape)}, expected "
+                                 f"{kind.dtype}{list(layout.shape(name, stop - start))}")
+            array = self.group[name].with_config({"write_empty_chunks": True})  # an all-nodata shard is a shard
+            array[start:stop] = data
+            rel = shard_name(self.split, array, shard)
+            files[rel] = self.store.written.pop(rel.removeprefix(f"{group_name(self.split)}/"))
+        return {"files": files, "writer": {"host": socket.gethostname(), "pid": os.getpid()}}
 
 
 def _describe(layout: Layout) -> str:

@@ -42,7 +42,7 @@ def _repair(root: StoreLocation, split: str | None, bad_file: str | None = None)
     return f"rm {shlex.quote(f'{root}/{bad_file}')} && {command}" if bad_file else command
 
 
-def _check_split(root: StoreLocation, name: str) -> list[Problem]:
+def _check_split(root: StoreLocation, name: str, sizes: dict[str, int]) -> list[Problem]:
     try:
         split = Split.open(root, name)
     except NoldoError as exc:
@@ -63,7 +63,7 @@ def _check_split(root: StoreLocation, name: str) -> list[Problem]:
             continue
         for shard in range(layout.shards):
             rel = shard_name(name, array, shard)
-            if not root.is_file(rel):
+            if rel not in sizes:
                 start, stop = layout.shard_range(shard)
                 problems.append(Problem(rel, f"shard {shard} of {array_name} (samples {start}–{stop - 1}) is "
                                         "missing", _repair(root, name)))
@@ -81,40 +81,56 @@ def _check_split(root: StoreLocation, name: str) -> list[Problem]:
     return problems
 
 
-def _check_hashes(root: StoreLocation, manifest: dict[str, Any], progress: bool) -> list[Problem]:
+def _check_hashes(root: StoreLocation, manifest: dict[str, Any], sizes: dict[str, int], progress: bool,
+                  quick: bool) -> tuple[list[Problem], int]:
+    """Problems of the files against the manifest, and the bytes read to hash them. ``quick`` takes the
+    store's own SHA-256 of an object where it keeps one instead of reading it."""
     entries = manifest["files"]
     listed = {e["path"] for e in entries}
     problems = [Problem(rel, f"is not listed in {MANIFEST}",
                         f"noldo manifest {shlex.quote(str(root))} (if the file belongs to the store)")
-                for rel in store_files(root) if rel not in listed]
+                for rel in store_files(root, sizes) if rel not in listed]
     present = []
     for e in entries:
         split = e.get("split")
-        if not root.is_file(e["path"]):
+        if e["path"] not in sizes:
             problems.append(Problem(e["path"], f"is listed in {MANIFEST} but missing", _repair(root, split)))
-        elif (size := root.size(e["path"])) != e["bytes"]:
+        elif (size := sizes[e["path"]]) != e["bytes"]:
             problems.append(Problem(e["path"], f"has {size} bytes, {MANIFEST} says {e['bytes']}",
                                     _repair(root, split, e["path"])))
         else:
             present.append(e)
+    read = 0
+
+    def digest(entry: dict[str, Any]) -> str:
+        nonlocal read
+        if quick and (kept := root.stored_sha256(entry["path"])):
+            return kept
+        read += entry["bytes"]
+        return root.sha256(entry["path"], bar.update)
+
     with tqdm(total=sum(e["bytes"] for e in present), unit="B", unit_scale=True, desc="sha256",
-              disable=not progress, leave=False) as bar, ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        digests = pool.map(lambda e: root.sha256(e["path"], bar.update), present)
-        for e, digest in zip(present, digests, strict=True):
-            if digest != e["sha256"]:
+              disable=not progress, leave=False) as bar, ThreadPoolExecutor(max(8, os.cpu_count() or 2)) as pool:
+        for e, found in zip(present, pool.map(digest, present), strict=True):
+            if found != e["sha256"]:
                 problems.append(Problem(e["path"], f"sha256 does not match {MANIFEST} (the file is corrupt)",
                                         _repair(root, e.get("split"), e["path"])))
-    return problems
+    return problems, read
 
 
-def verify(root: RootLike, progress: bool = False) -> tuple[list[Problem], dict[str, Any]]:
-    """Check a store; returns the problems found and a summary (splits, files, bytes hashed)."""
+def verify(root: RootLike, progress: bool = False, quick: bool = False) -> tuple[list[Problem], dict[str, Any]]:
+    """Check a store; returns the problems found and a summary (splits, files, bytes, bytes read to hash).
+
+    ``quick``: on object storage that keeps a SHA-256 per object (S3 ``ChecksumSHA256``), compare that
+    with the manifest instead of reading the object; every other file is read.
+    """
     location = StoreLocation.of(root)
     splits = list_splits(location)
     if not splits:
         raise NoldoError(f"{location} holds no noldo splits (no <split>.zarr groups)")
-    problems = [p for split in splits for p in _check_split(location, split)]
-    files, size = 0, 0
+    sizes = location.sizes()  # one listing: every size and presence check below uses it
+    problems = [p for split in splits for p in _check_split(location, split, sizes)]
+    files, size, read = 0, 0, 0
     try:
         manifest = read_manifest(location)
     except NoldoError as exc:
@@ -126,8 +142,9 @@ def verify(root: RootLike, progress: bool = False) -> tuple[list[Problem], dict[
                                     f"noldo manifest {shlex.quote(str(location))}"))
     if manifest is not None:
         reported = {p.path for p in problems}
-        problems += [p for p in _check_hashes(location, manifest, progress) if p.path not in reported]
+        found, read = _check_hashes(location, manifest, sizes, progress, quick)
+        problems += [p for p in found if p.path not in reported]
         files, size = len(manifest["files"]), manifest.get("total_bytes", 0)
     summary = {"root": str(location), "ok": not problems, "splits": splits, "files": files, "bytes": size,
-               "problems": [str(p) for p in problems]}
+               "bytes_read": read, "problems": [str(p) for p in problems]}
     return problems, summary

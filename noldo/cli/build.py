@@ -8,9 +8,18 @@ from typing import Any
 import click
 
 from noldo.build import BuildSpec, build, plan_build
-from noldo.cli.options import StoreRoot, dumps, out_option, progress, source_option_names, source_options
+from noldo.cli.options import (
+    StoreRoot,
+    break_lock_option,
+    dumps,
+    out_option,
+    progress,
+    source_option_names,
+    source_options,
+)
 from noldo.errors import NoldoError
 from noldo.location import StoreLocation
+from noldo.lock import break_lock as _break
 from noldo.regions import capacity, parse_region
 from noldo.sources import SOURCES, source_class
 
@@ -33,7 +42,7 @@ _NEW_SPLIT_ONLY = ("samples", "seed", "tile_size")
               help="The split to build [default: nol]: `nol` has 4 seasons, other splits one. `--split osm` builds "
                    "OpenStreetMap labels as a new `osm` split.")
 @out_option("The store to write (ROOT).", required=False)
-@click.option("--like", type=click.Path(path_type=Path), default=None, metavar="ROOT/SPLIT",
+@click.option("--like", default=None, metavar="ROOT/SPLIT",
               help="Add the source's arrays to this existing split, for its own samples and grids (e.g. "
                    "`--source osm --like demo-data/nol`); every sample keeps its place, a failed quality check "
                    "is a flag (<source>_qc) in the index.")
@@ -47,14 +56,20 @@ _NEW_SPLIT_ONLY = ("samples", "seed", "tile_size")
                    "--ee-concurrency].")
 @click.option("--scheduler", metavar="ADDRESS", help="Run fetch tasks on a dask.distributed cluster instead, "
                                                      "e.g. tcp://10.0.0.5:8786.")
+@click.option("--state", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Where the build keeps its resume state (fetched samples not yet in a shard, commit markers, "
+                   "rejections) [default: ROOT/.noldo on disk; for an object-store ROOT a folder per URL below "
+                   "$NOLDO_STATE_DIR or ~/.cache/noldo/state]. Re-run with the same DIR to resume.")
+@break_lock_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing build of this split made with other arguments.")
 @click.option("--dry-run", is_flag=True, help="Search scenes and print the samples, requests and bytes a build "
                                                "would fetch; fetch no pixels, write nothing.")
 @source_options
 @click.pass_context
 def command(ctx: click.Context, region: str | None, tiles: str | None, source: str | None, split: str | None,
-            out: StoreLocation | None, like: Path | None, samples: int | None, seed: int, tile_size: int,
-            workers: int | None, scheduler: str | None, overwrite: bool, dry_run: bool, **given: Any) -> None:
+            out: StoreLocation | None, like: str | None, samples: int | None, seed: int, tile_size: int,
+            workers: int | None, scheduler: str | None, state: Path | None, break_lock: bool, overwrite: bool,
+            dry_run: bool, **given: Any) -> None:
     """Build a split of a store, or resume it: re-running the same command continues where it stopped.
 
     \b
@@ -63,6 +78,7 @@ def command(ctx: click.Context, region: str | None, tiles: str | None, source: s
       noldo build --region 11.3,47.9,11.7,48.2 --source earthengine --ee-project my-project \\
                   --out munich --samples 200
       noldo build --source osm --like demo-data/nol --osm-file helsinki.osm.pbf
+      AWS_PROFILE=work noldo build --region demo --source synthetic --out s3://bucket/demo
 
     Prints a JSON summary on stdout (samples, rejections with reasons, requests, bytes, seconds).
     Each source's options are prefixed with its name below. Earth Engine: authenticate once with
@@ -83,6 +99,8 @@ def command(ctx: click.Context, region: str | None, tiles: str | None, source: s
         if samples is None:
             parsed = parse_region(region)
             samples = capacity(parsed) if parsed.geometry is None else 64
+    if state is not None:
+        root = root.with_state(state)
     options = source_class(source).validate({k: given[k] for k in source_option_names()}, like is not None)
     runtime = {o.name for o in source_class(source).options if o.runtime}
     spec = BuildSpec(region, source, split, samples or 64, seed, tile_size,
@@ -91,6 +109,8 @@ def command(ctx: click.Context, region: str | None, tiles: str | None, source: s
     if dry_run:
         summary = plan_build(spec, root, workers=workers, scheduler=scheduler, progress=progress(ctx))
     else:
+        if break_lock:
+            _break(root, split)
         summary = build(spec, root, workers=workers, scheduler=scheduler, overwrite=overwrite, progress=progress(ctx))
     click.echo(dumps(summary))
     if not summary.get("complete", True):
@@ -99,10 +119,11 @@ def command(ctx: click.Context, region: str | None, tiles: str | None, source: s
                          "other sample is kept: re-run the same command to retry them")
 
 
-def _extension(ctx: click.Context, out: StoreLocation | None, like: Path, split: str | None, region: str | None,
+def _extension(ctx: click.Context, out: StoreLocation | None, like: str, split: str | None, region: str | None,
                tiles: str | None) -> tuple[StoreLocation, str]:
     """The store and split that ``--like ROOT/SPLIT`` names, refusing arguments that describe a new split."""
-    root = StoreRoot().convert(str(like.parent), None, ctx)
+    parent, _, name = like.rstrip("/").rpartition("/")
+    root = StoreRoot().convert(parent or ".", None, ctx)
     if split not in (None, "osm"):  # `--split osm --like` is the older spelling of `--source osm --like`
         raise NoldoError("--like names the split to add arrays to; leave out --split")
     if region is not None or tiles is not None:
@@ -111,5 +132,5 @@ def _extension(ctx: click.Context, out: StoreLocation | None, like: Path, split:
     if given:
         raise NoldoError(f"--{given[0].replace('_', '-')} does not apply with --like (the split has its samples)")
     if out is not None and out != root:
-        raise NoldoError(f"--out {out} differs from the store of --like ({like.parent}); leave --out out")
-    return root, like.name.removesuffix(".zarr")
+        raise NoldoError(f"--out {out} differs from the store of --like ({root}); leave --out out")
+    return root, name.removesuffix(".zarr")

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from noldo.cli.options import dumps, out_option, progress
+from noldo.cli.options import break_lock_option, dumps, out_option, progress
 from noldo.convert import convert
 from noldo.location import StoreLocation
+from noldo.lock import break_lock as _break
 
 
 @click.command("convert")
@@ -17,8 +18,9 @@ from noldo.location import StoreLocation
 @click.option("--osm-order", type=click.Choice(["noldo", "readme"]), default="noldo", show_default=True,
               help="How to read OSM label values: our order (noldo; CATALOG.md) or the order of the CromSS README "
                    "figure.")
+@break_lock_option
 @click.pass_context
-def command(ctx: click.Context, source: Path, out: StoreLocation, osm_order: str) -> None:
+def command(ctx: click.Context, source: Path, out: StoreLocation, osm_order: str, break_lock: bool) -> None:
     """Convert an original NoLDO-S12 zip (or its unpacked folder), or DFC2020, into a noldo store.
 
     \b
@@ -28,4 +30,6 @@ def command(ctx: click.Context, source: Path, out: StoreLocation, osm_order: str
     DFC2020 folders    -> dfc2020_val, dfc2020_test (labels mapped to 8 DW classes)
     Re-running continues an interrupted conversion.
     """
+    if break_lock:
+        _break(out)
     click.echo(dumps(convert(source, out, osm_order, progress=progress(ctx))))

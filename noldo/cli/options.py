@@ -59,17 +59,41 @@ def progress(ctx: click.Context) -> bool:
 
 
 class StoreRoot(click.ParamType):
-    """A store location: a local directory or a ``file://`` URL (see :class:`noldo.location.StoreLocation`)."""
+    """A store location: a local directory, or an object-store URL opened with ``noldo --storage-option``
+    (see :class:`noldo.location.StoreLocation`)."""
 
     name = "ROOT"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> StoreLocation:
         if isinstance(value, StoreLocation):
             return value
+        options = ((ctx.find_root().obj or {}) if ctx else {}).get("storage_options")
         try:
-            return StoreLocation(value)
+            return StoreLocation(value, storage_options=options)
         except NoldoError as exc:
             self.fail(str(exc), param, ctx)
+
+
+def storage_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as fsspec storage options; a VALUE that reads as JSON (``true``, ``3``,
+    ``{"a": 1}``) is taken as that value, any other as a string."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair.split('=')[0]!r} is not KEY=VALUE", param_hint="--storage-option")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+#: ``--break-lock``: for writers on object storage whose lease was left by a process that died.
+break_lock_option = click.option(
+    "--break-lock", is_flag=True,
+    help="Remove the split's lease on object storage first, if its holder died without releasing it (make sure "
+         "it is gone: two writers at once are not safe). Local locks are released by the OS and never need it.")
 
 
 #: The store a command reads or describes.
