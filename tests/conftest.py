@@ -53,23 +53,23 @@ def synthetic_store(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def s3_server():
-    """moto's S3 server on 127.0.0.1 for the session (noldo.testing.s3)."""
+def s3_server(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1 for the session (noldo.testing.s3), reached the standard way: the
+    AWS_* variables (dummy keys) are set while it runs, build state goes to a private directory."""
     from noldo.testing.s3 import S3Server
 
-    with S3Server() as server:
+    with S3Server() as server, pytest.MonkeyPatch.context() as patch:
+        for key, value in server.environment().items():
+            patch.setenv(key, value)
+        patch.setenv("NOLDO_STATE_DIR", str(tmp_path_factory.mktemp("state")))
         yield server
 
 
 @pytest.fixture
-def s3(s3_server, monkeypatch, tmp_path):
-    """A fresh bucket on the loopback S3 server, reached the standard way (AWS_* variables set here,
-    build state in a private directory); returns ``(server, "s3://bucket")``."""
+def s3(s3_server):
+    """A fresh bucket on the loopback S3 server; returns ``(server, "s3://bucket")``."""
     import uuid
 
     bucket = f"noldo-{uuid.uuid4().hex[:12]}"
     s3_server.create_bucket(bucket)
-    for key, value in s3_server.environment().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("NOLDO_STATE_DIR", str(tmp_path / "state"))
     return s3_server, f"s3://{bucket}"

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import zarr
 
 from noldo.grid import sample_grid
 from noldo.manifest import write_manifest
-from noldo.store import Layout, SplitWriter, georef_arrays
+from noldo.store import Layout, Split, SplitWriter, georef_arrays
 
 
 def example_arrays(layout: Layout, seed: int = 0) -> dict[str, np.ndarray]:
@@ -48,14 +47,15 @@ def write_example_store(root: Path, samples: int = 70, seasons: int = 4, size: i
     return data
 
 
-def assert_same_arrays(a: Path, b: Path) -> None:
-    """The `nol` split of two stores holds the same arrays and the same sample index."""
-    ga, gb = zarr.open_group(a / "nol.zarr", mode="r"), zarr.open_group(b / "nol.zarr", mode="r")
+def assert_same_arrays(a, b) -> None:
+    """The `nol` split of two stores (paths or URLs) holds the same arrays and the same sample index."""
+    sa, sb = Split.open(a, "nol"), Split.open(b, "nol")
+    ga, gb = sa.group(), sb.group()
     names = sorted(n for n, _ in ga.arrays())
     assert names == sorted(n for n, _ in gb.arrays())
     for name in names:
         np.testing.assert_array_equal(ga[name][:], gb[name][:], err_msg=name)
-    pd.testing.assert_frame_equal(pd.read_parquet(a / "nol.parquet"), pd.read_parquet(b / "nol.parquet"))
+    pd.testing.assert_frame_equal(sa.index(), sb.index())
 
 
 def kill_noldo(args: list[str], until, env: dict[str, str] | None = None, timeout: float = 120,

@@ -39,6 +39,15 @@ class Group(click.Group):
         except OSError as exc:  # disk full, permissions, missing files: no traceback, say what failed
             where = f" ({exc.filename})" if exc.filename else ""
             raise UserError(f"{exc.strerror or exc}{where}") from None
+        except Exception as exc:  # an object store's client refusing (credentials, endpoint): one line
+            if type(exc).__module__.split(".")[0] not in _STORAGE_CLIENTS:
+                raise
+            raise UserError(f"object store: {type(exc).__name__}: {exc}") from None
+
+
+#: Packages whose errors mean the object store could not be reached or refused us (not a noldo bug).
+_STORAGE_CLIENTS = {"botocore", "aiobotocore", "s3fs", "gcsfs", "google", "adlfs", "azure", "huggingface_hub",
+                    "aiohttp"}
 
 
 def setup_logging(verbose: int, quiet: int) -> None:

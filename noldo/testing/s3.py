@@ -12,12 +12,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 
 #: A recognisable dummy secret: tests check it never reaches a store, a log or a summary.
 DUMMY_SECRET = "noldoTESTsecret0123456789abcdefghijklmnopq"
