@@ -37,7 +37,7 @@ from noldo.manifest import known_hashes, write_manifest
 from noldo.regions import MIN_SPACING_KM, Candidate, capacity, parse_region
 from noldo.regions import candidates as region_candidates
 from noldo.sources import Rejected, Source, Unfinished, counting, make_source, source_class, source_for
-from noldo.store import Layout, Split, SplitWriter, check_split_name, georef_arrays, remove_split
+from noldo.store import Layout, ShardEncoder, Split, SplitWriter, check_split_name, georef_arrays, remove_split
 
 log = logging.getLogger(__name__)
 SCHEDULER_TIMEOUT = "10s"
@@ -110,6 +110,7 @@ class Outcome:
     unfinished: str | None = None  # a passing failure: the sample keeps its place and is retried next run
     requests: Counter = field(default_factory=Counter)  # requests by name, retries and bytes received
     costs: tuple[int, dict[str, int]] = (0, {})  # requests and bytes per array that fetching would take
+    arrays_bytes: int = 0  # the arrays' size, known to the client even when they stay on a worker
 
 
 def qc_columns(source: str) -> tuple[str, str]:
@@ -148,12 +149,58 @@ def run_candidate(source_spec: Mapping[str, Any], candidate: Candidate, needed: 
                 outcome.meta = {"plan": {passed: False, reason: str(exc)}}
                 outcome.arrays = {name: _nodata(keep, name) for name in needed}
     outcome.requests = requests
+    outcome.arrays_bytes = sum(a.nbytes for a in outcome.arrays.values())
     return outcome
+
+
+def without_arrays(outcome: Outcome) -> Outcome:
+    """What the client needs of a task whose arrays stay on the worker until a worker writes their shard."""
+    return replace(outcome, arrays={})
+
+
+def write_shard_task(location: StoreLocation, split: str, layout: Layout, shard: int, outcomes: list[Outcome],
+                     extra: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Stack one shard's samples and write it to the store (a dask task: the worker's own credentials)."""
+    names = [name for name in layout.all_arrays if name in outcomes[0].arrays]
+    arrays = {name: np.stack([o.arrays[name] for o in outcomes]) for name in names}
+    return ShardEncoder(location, split).write(shard, {**arrays, **extra}, layout)
 
 
 def _nodata(layout: Layout, name: str) -> np.ndarray:
     kind = array_kind(name)
     return np.full(layout.shape(name, 1)[1:], kind.nodata, dtype=kind.dtype)
+
+
+class WorkerUnits:
+    """Fetched samples whose arrays stay on the dask workers until a worker writes their shard: the
+    client keeps only each sample's task and index columns. Nothing is kept across runs, so a re-run
+    fetches again the samples of shards that were not written (the same bytes: tasks are deterministic)."""
+
+    def __init__(self, arrays: tuple[str, ...]) -> None:
+        self.arrays = arrays
+        self.tasks: dict[int, Any] = {}
+        self.metas: dict[int, dict[str, Any]] = {}
+
+    def missing(self, index: int) -> tuple[str, ...]:
+        return self.arrays
+
+    def complete(self, index: int) -> bool:
+        return False
+
+    def keep(self, index: int, task: Any, outcome: Outcome) -> None:
+        """Keep a sample's task (its arrays stay on the worker) and its index columns, as the unit cache
+        would return them."""
+        meta = dict(outcome.meta["plan"])
+        for name in self.arrays:
+            meta |= outcome.meta.get(name, {})
+        self.tasks[index], self.metas[index] = task, json.loads(json.dumps(meta))
+
+    def meta(self, index: int) -> dict[str, Any]:
+        return self.metas[index]
+
+    def drop(self, index: int) -> None:
+        self.tasks.pop(index, None)
+        self.metas.pop(index, None)
 
 
 # --- the two kinds of build ----------------------------------------------------------------------
@@ -196,12 +243,20 @@ class NewSplit:
     def committed(writer: SplitWriter, shards: list[int]) -> set[int]:
         return {i for k in shards for i in writer.marker(k)["candidates"]}
 
-    def write(self, writer: SplitWriter, cache: UnitCache, shard: int, members: list[Candidate]) -> None:
+    def rows(self, units: UnitCache | WorkerUnits, members: list[Candidate]) -> pd.DataFrame:
+        """The index rows of a shard's samples."""
         split = self.spec.split
-        rows = [{"sample": c.sample_id(split), "candidate": c.index, "lon": c.lon, "lat": c.lat,
-                 "epsg": c.grid.epsg, **cache.meta(c.index)} for c in members]
-        arrays = StackedUnits(cache, [c.index for c in members], georef_arrays([c.grid for c in members]))
-        writer.write_shard(shard, arrays, pd.DataFrame(rows), extra={"candidates": [c.index for c in members]})
+        return pd.DataFrame([{"sample": c.sample_id(split), "candidate": c.index, "lon": c.lon, "lat": c.lat,
+                              "epsg": c.grid.epsg, **units.meta(c.index)} for c in members])
+
+    @staticmethod
+    def fixed_arrays(members: list[Candidate]) -> dict[str, np.ndarray]:
+        """The arrays of a shard that the build itself makes (the georeference)."""
+        return georef_arrays([c.grid for c in members])
+
+    @staticmethod
+    def marker_fields(members: list[Candidate]) -> dict[str, Any]:
+        return {"candidates": [c.index for c in members]}
 
 
 class ExtendedSplit:
@@ -248,9 +303,16 @@ class ExtendedSplit:
     def committed(writer: SplitWriter, shards: list[int]) -> set[int]:
         return {i for k in shards for i in range(*writer.layout.shard_range(k))}
 
-    def write(self, writer: SplitWriter, cache: UnitCache, shard: int, members: list[Candidate]) -> None:
-        rows = [{"sample": self.ids[c.index], **cache.meta(c.index)} for c in members]
-        writer.write_shard(shard, StackedUnits(cache, [c.index for c in members], {}), pd.DataFrame(rows))
+    def rows(self, units: UnitCache | WorkerUnits, members: list[Candidate]) -> pd.DataFrame:
+        return pd.DataFrame([{"sample": self.ids[c.index], **units.meta(c.index)} for c in members])
+
+    @staticmethod
+    def fixed_arrays(members: list[Candidate]) -> dict[str, np.ndarray]:
+        return {}
+
+    @staticmethod
+    def marker_fields(members: list[Candidate]) -> dict[str, Any]:
+        return {}
 
 
 def _previous_record(state: Path, record: dict[str, Any], location: StoreLocation, split: str,
@@ -383,23 +445,32 @@ def plan_build(spec: BuildSpec, root: RootLike | None = None, *, workers: int | 
 
 
 def build(spec: BuildSpec, root: RootLike, *, workers: int | None = None, scheduler: str | None = None,
-          overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+          overwrite: bool = False, progress: bool = False, shard_writers: str | None = None) -> dict[str, Any]:
     """Build (or resume) one split of a store, or add a source's arrays to one; returns the JSON-ready summary.
 
     Holds the split's write lock (noldo/lock.py) throughout: a second writer refuses at once.
+    ``shard_writers``: who encodes and writes the shards, ``"client"`` (this process) or ``"workers"``
+    (the dask workers of ``scheduler``, straight to a ROOT they all reach); default: the workers for
+    an object-store ROOT with a scheduler, else the client.
 
     Example:
         >>> build(BuildSpec("demo", "synthetic", samples=64), "demo-data")  # doctest: +SKIP
     """
     location = StoreLocation.of(root)
     with ExitStack() as held:  # the lock is taken once the source is ready: nothing is written before
-        return _build(spec, location, workers, scheduler, overwrite, progress, lock=lambda: held.enter_context(
-            writing(location, spec.split, command=f"noldo build --source {spec.source}")))
+        return _build(spec, location, workers, scheduler, overwrite, progress, shard_writers,
+                      lock=lambda: held.enter_context(writing(location, spec.split,
+                                                              command=f"noldo build --source {spec.source}")))
 
 
 def _build(spec: BuildSpec, location: StoreLocation, workers: int | None, scheduler: str | None,
-           overwrite: bool, progress: bool, lock: Callable[[], Any]) -> dict[str, Any]:
+           overwrite: bool, progress: bool, shard_writers: str | None, lock: Callable[[], Any]) -> dict[str, Any]:
     started = time.monotonic()
+    if shard_writers not in (None, "client", "workers"):
+        raise NoldoError(f"shard writers are 'client' or 'workers', not {shard_writers!r}")
+    if shard_writers == "workers" and not scheduler:
+        raise NoldoError("--shard-writers workers needs a dask cluster (--scheduler ADDRESS)")
+    on_workers = bool(scheduler) and (shard_writers == "workers" or (shard_writers is None and location.remote))
     executor = _Executor(scheduler)
     try:
         target, source, source_spec = _prepare(spec, location, executor.processes)
@@ -411,7 +482,7 @@ def _build(spec: BuildSpec, location: StoreLocation, workers: int | None, schedu
         raise
     layout = writer.layout
     keep = layout if target.extending else None
-    cache = UnitCache(target.state / "units", source.arrays)
+    cache = WorkerUnits(source.arrays) if on_workers else UnitCache(target.state / "units", source.arrays)
     rejections = RejectionLog(target.state / "rejected.jsonl")
     done = [k for k in range(layout.shards) if writer.shard_done(k)]
     committed = target.committed(writer, done)
@@ -427,23 +498,28 @@ def _build(spec: BuildSpec, location: StoreLocation, workers: int | None, schedu
 
     stats, new_rejections, unfinished = Counter(), Counter(), Counter()
     bar = tqdm(total=layout.samples, unit="sample", desc=f"build {spec.split}", disable=not progress)
-    stream = _lookahead(target.candidates(source, lambda i: not known(i)),
-                        lambda c: executor.submit(run_candidate, source_spec, c, cache.missing(c.index), False,
-                                                  keep), slots,
+    def submit(candidate: Candidate) -> Any:
+        task = executor.submit(run_candidate, source_spec, candidate, cache.missing(candidate.index), False, keep)
+        return (task, executor.submit(without_arrays, task)) if on_workers else (task, task)
+
+    stream = _lookahead(target.candidates(source, lambda i: not known(i)), submit, slots,
                         lambda c: known(c.index), lambda: layout.samples - accepted)
     accepted, fetched, written, buffer = 0, 0, 0, []
     try:
-        for candidate, future in stream:
-            if future is not None:
-                outcome = future.result()
+        for candidate, tasks in stream:
+            if tasks is not None:
+                outcome = tasks[1].result()  # without the arrays when they stay on a worker
                 stats.update(outcome.requests)
-                stats["arrays_bytes"] += sum(a.nbytes for a in outcome.arrays.values())
+                stats["arrays_bytes"] += outcome.arrays_bytes
                 if outcome.rejected:
                     rejections.add(candidate.index, candidate.sample_id(spec.split), outcome.rejected)
                     new_rejections[outcome.rejected.split(":")[0]] += 1
                 elif outcome.unfinished:
                     holes.add(candidate.index)
                     unfinished[outcome.unfinished.split(":")[0]] += 1
+                elif on_workers:
+                    cache.keep(outcome.index, tasks[0], outcome)
+                    fetched += 1
                 else:
                     cache.save(outcome.index, outcome.arrays, outcome.meta)
                     fetched += 1
@@ -457,7 +533,7 @@ def _build(spec: BuildSpec, location: StoreLocation, workers: int | None, schedu
                 buffer.append(candidate)
                 if position + 1 == layout.shard_range(shard)[1]:
                     if writable(buffer):
-                        _write(target, writer, cache, shard, buffer)
+                        _write(target, writer, cache, shard, buffer, executor)
                         written += 1
                     buffer = []
             if accepted == layout.samples:
@@ -467,7 +543,7 @@ def _build(spec: BuildSpec, location: StoreLocation, workers: int | None, schedu
                 log.warning("region exhausted: %d of %d samples accepted", accepted, layout.samples)
                 writer.resize(accepted)
                 if buffer:
-                    _write(target, writer, cache, accepted // SHARD_SAMPLES, buffer)
+                    _write(target, writer, cache, accepted // SHARD_SAMPLES, buffer, executor)
                     written += 1
     finally:
         stream.close()
@@ -488,7 +564,8 @@ def _build(spec: BuildSpec, location: StoreLocation, workers: int | None, schedu
         "rejected": {"total": sum(reasons.values()), "reasons": dict(reasons),
                      "this_run": sum(new_rejections.values())},
         "unfinished": {"total": len(holes), "reasons": dict(unfinished)},
-        "qc_flagged": flagged, "resumed_shards": len(done), "shards_written": written, "fetched": fetched,
+        "qc_flagged": flagged, "resumed_shards": len(done), "shards_written": written,
+        "shard_writers": "workers" if on_workers else "client", "fetched": fetched,
         "requests": {k: v for k, v in sorted(stats.items()) if k not in _NOT_REQUESTS and not k.endswith("_cpu_us")},
         "requests_per_sample": round(sum(stats[name] for name in source.requests) / max(1, fetched), 2),
         "request_cpu_ms": {n: round(stats[f"{n}_cpu_us"] / 1000 / stats[n], 3) for n in source.requests
@@ -498,9 +575,17 @@ def _build(spec: BuildSpec, location: StoreLocation, workers: int | None, schedu
     }
 
 
-def _write(target: NewSplit | ExtendedSplit, writer: SplitWriter, cache: UnitCache, shard: int,
-           members: list[Candidate]) -> None:
-    """Write one shard from the unit cache, then forget its units."""
-    target.write(writer, cache, shard, members)
+def _write(target: NewSplit | ExtendedSplit, writer: SplitWriter, units: UnitCache | WorkerUnits, shard: int,
+           members: list[Candidate], executor: _Executor) -> None:
+    """Write one shard — here from the unit cache, or on a dask worker from the samples it holds — then
+    commit it and forget its units."""
+    rows, fixed, fields = target.rows(units, members), target.fixed_arrays(members), target.marker_fields(members)
+    if isinstance(units, WorkerUnits):
+        writer.check_shard(shard, (*units.arrays, *fixed), rows)
+        task = executor.submit(write_shard_task, writer.location, writer.split, writer.layout, shard,
+                               [units.tasks[c.index] for c in members], fixed)
+        writer.commit_shard(shard, task.result(), rows, fields)
+    else:
+        writer.write_shard(shard, StackedUnits(units, [c.index for c in members], fixed), rows, fields)
     for c in members:
-        cache.drop(c.index)
+        units.drop(c.index)

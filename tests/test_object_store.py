@@ -209,3 +209,29 @@ def test_a_training_epoch_reads_from_s3(s3_store):
     loader = torch.utils.data.DataLoader(data, batch_size=8, num_workers=2)
     batches = list(loader)
     assert sum(len(b["s2"]) for b in batches) == len(data) == Split.open(url, "nol").layout.samples
+
+
+def test_dask_workers_write_every_shard_and_the_store_equals_a_single_process_build(s3, tmp_path):
+    """4 worker processes on a LocalCluster: each shard is written by a worker (its commit marker names the
+    writer), none by this process, which writes only the metadata, the index and the manifest."""
+    from distributed import Client, LocalCluster
+
+    _, bucket = s3
+    url = f"{bucket}/cluster"
+    spec = BuildSpec("demo", "synthetic", samples=150, tile_size=32)
+    build(spec, tmp_path / "single")
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        worker_pids = set(client.run(os.getpid).values())
+        summary = build(spec, url, scheduler=cluster.scheduler_address)
+    assert summary["shard_writers"] == "workers" and summary["shards_written"] == 3
+    markers = sorted(ObjectLocation(url).state_dir("nol").glob("shard-*.json"))
+    writers = [json.loads(m.read_text())["writer"]["pid"] for m in markers]
+    assert len(writers) == 3 and os.getpid() not in writers and set(writers) <= worker_pids, writers
+    assert_same_arrays(url, tmp_path / "single")
+    assert verify(url)[0] == []
+
+
+def test_shard_writers_workers_needs_a_cluster(tmp_path):
+    with pytest.raises(noldo.NoldoError, match="needs a dask cluster"):
+        build(BuildSpec("demo", "synthetic", samples=10, tile_size=16), tmp_path, shard_writers="workers")

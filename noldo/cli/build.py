@@ -56,6 +56,11 @@ _NEW_SPLIT_ONLY = ("samples", "seed", "tile_size")
                    "--ee-concurrency].")
 @click.option("--scheduler", metavar="ADDRESS", help="Run fetch tasks on a dask.distributed cluster instead, "
                                                      "e.g. tcp://10.0.0.5:8786.")
+@click.option("--shard-writers", type=click.Choice(["client", "workers"]), default=None,
+              help="Who encodes and writes the shards with --scheduler: `workers` write each shard straight to ROOT "
+                   "(one owner per shard; ROOT must be reachable from every worker: an object-store URL, or a path "
+                   "on a file system they all mount), `client` sends every byte through this process "
+                   "[default: workers for an object-store ROOT, client for a local path].")
 @click.option("--state", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="Where the build keeps its resume state (fetched samples not yet in a shard, commit markers, "
                    "rejections) [default: ROOT/.noldo on disk; for an object-store ROOT a folder per URL below "
@@ -68,8 +73,8 @@ _NEW_SPLIT_ONLY = ("samples", "seed", "tile_size")
 @click.pass_context
 def command(ctx: click.Context, region: str | None, tiles: str | None, source: str | None, split: str | None,
             out: StoreLocation | None, like: str | None, samples: int | None, seed: int, tile_size: int,
-            workers: int | None, scheduler: str | None, state: Path | None, break_lock: bool, overwrite: bool,
-            dry_run: bool, **given: Any) -> None:
+            workers: int | None, scheduler: str | None, shard_writers: str | None, state: Path | None,
+            break_lock: bool, overwrite: bool, dry_run: bool, **given: Any) -> None:
     """Build a split of a store, or resume it: re-running the same command continues where it stopped.
 
     \b
@@ -111,7 +116,8 @@ def command(ctx: click.Context, region: str | None, tiles: str | None, source: s
     else:
         if break_lock:
             _break(root, split)
-        summary = build(spec, root, workers=workers, scheduler=scheduler, overwrite=overwrite, progress=progress(ctx))
+        summary = build(spec, root, workers=workers, scheduler=scheduler, overwrite=overwrite, progress=progress(ctx),
+                        shard_writers=shard_writers)
     click.echo(dumps(summary))
     if not summary.get("complete", True):
         left = summary["unfinished"]
