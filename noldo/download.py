@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shlex
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from tqdm.auto import tqdm
 from noldo.catalog import HF_REPO, HF_REVISION, PUBLISHED_FILES
 from noldo.errors import NoldoError
 from noldo.files import atomic_write_json, hash_file, sha256_file
+from noldo.hub import endpoint, git_blob_id, hub_error, offline, resolve_commit
 from noldo.location import RootLike, StoreLocation
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,6 @@ class RemoteFile:
         return git_blob_id(path.read_bytes()) == self.blob
 
 
-def git_blob_id(data: bytes) -> str:
-    """The git object id of a file's bytes (what the hub reports as a non-LFS file's ``oid``)."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
-
-
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -83,43 +78,6 @@ def release_path(path: object, root: Path) -> str:
     return path
 
 
-def endpoint() -> str:
-    """The hub endpoint: ``HF_ENDPOINT`` (a mirror) or huggingface.co."""
-    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
-
-
-def offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
-def _hub_error(exc: Exception, repo: str, revision: str) -> NoldoError:
-    from huggingface_hub.errors import OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError
-
-    if isinstance(exc, RevisionNotFoundError):
-        return NoldoError(f"revision {revision!r} does not exist in dataset {repo} at {endpoint()}")
-    if isinstance(exc, RepositoryNotFoundError):
-        return NoldoError(f"dataset {repo} was not found at {endpoint()} (or it is private: run `hf auth login`)")
-    if isinstance(exc, OfflineModeIsEnabled):
-        return NoldoError("HF_HUB_OFFLINE is set and the files are not in the download root yet")
-    return NoldoError(f"cannot reach the Hugging Face hub at {endpoint()}: {type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0] if str(exc) else ''}")
-
-
-def resolve_commit(repo: str, revision: str) -> str:
-    """The commit a revision (branch, tag or commit) of a hub dataset points to now."""
-    from huggingface_hub import HfApi
-
-    try:
-        commit = HfApi(endpoint=endpoint()).dataset_info(repo, revision=revision).sha
-    except Exception as exc:  # the hub's HTTP and connection errors
-        raise _hub_error(exc, repo, revision) from None
-    if not isinstance(commit, str) or not re.fullmatch(r"[0-9a-f]{40}", commit):
-        raise NoldoError(f"the hub did not resolve revision {revision!r} of {repo} to a commit")
-    return commit
-
-
 def list_files(paths: list[str], repo: str, revision: str) -> list[RemoteFile]:
     """Size and sha256 (the LFS oid) of files in a hub dataset, from ``get_paths_info(expand=True)``.
 
@@ -132,7 +90,7 @@ def list_files(paths: list[str], repo: str, revision: str) -> list[RemoteFile]:
         infos = HfApi(endpoint=endpoint()).get_paths_info(repo, paths, repo_type="dataset", revision=revision,
                                                           expand=True)
     except Exception as exc:  # the hub's HTTP and connection errors
-        raise _hub_error(exc, repo, revision) from None
+        raise hub_error(exc, repo, revision) from None
     found = {info.path: info for info in infos if getattr(info, "size", None) is not None}
     if missing := [p for p in paths if p not in found]:
         raise NoldoError(f"{', '.join(missing)} not found in dataset {repo} at revision {revision}")

@@ -2,7 +2,8 @@
 
 A location is a local directory (a path or a ``file://`` URL, :class:`LocalLocation`) or an object
 store URL (``s3://bucket/prefix``, ``gs://``, ``az://``, ``hf://``; :class:`ObjectLocation`, on
-fsspec). Both offer the same methods, so the commands never ask which one they have. Paths inside
+fsspec; ``hf://datasets/ORG/NAME@REVISION`` is a published release read in place,
+:class:`ReleaseLocation`). All offer the same methods, so the commands never ask which they have. Paths inside
 a store are POSIX-style, relative to ``ROOT`` (``nol.zarr/s2/c/0/0/0/0/0``, ``nol.parquet``).
 
 Credentials never pass through here as data: they come from each file system's standard chain
@@ -13,6 +14,7 @@ a dask worker its secret options stay behind (the worker uses its own environmen
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import hashlib
@@ -20,6 +22,7 @@ import json
 import os
 import re
 import shutil
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,9 +31,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
+from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
 
 from noldo.errors import NoldoError
 from noldo.files import atomic_write_bytes, remove_partials, sha256_file
+from noldo.hub import endpoint, git_blob_id, resolve_commit
 
 _URL = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://(?P<rest>.*)$")
 #: Storage options that are secrets: never printed, logged, written or sent to a dask worker.
@@ -44,6 +49,9 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "s3": {"use_listings_cache": False, "s3_additional_kwargs": {"ChecksumAlgorithm": "SHA256"}},
 }
 _HASH_BLOCK = 4 << 20
+MANIFEST = "manifest.json"  # a store's list of files with their sha256 (noldo.manifest writes it)
+#: Checked objects a release's store keeps in memory, so the ranged reads of one shard fetch it once.
+VERIFIED_CACHE_BYTES = 1 << 30
 
 
 def default_state_root() -> Path:
@@ -70,7 +78,8 @@ class StoreLocation:
                 state: str | os.PathLike[str] | None = None) -> StoreLocation:
         if cls is StoreLocation:
             match = _URL.match(os.fspath(root))
-            cls = ObjectLocation if match and match["scheme"].lower() != "file" else LocalLocation
+            scheme = match["scheme"].lower() if match else "file"
+            cls = LocalLocation if scheme == "file" else ReleaseLocation if scheme == "hf" else ObjectLocation
         return super().__new__(cls)
 
     @classmethod
@@ -314,7 +323,7 @@ class ObjectLocation(StoreLocation):
 
     def zarr_store(self, rel: str, read_only: bool = True) -> zarr.abc.store.Store:
         """The zarr store of a group below ROOT (zarr's FsspecStore: concurrent, ranged reads)."""
-        return zarr.storage.FsspecStore.from_url(f"{self.url}/{rel}", storage_options=self.options,
+        return zarr.storage.FsspecStore.from_url(f"{self.scheme}://{self._key(rel)}", storage_options=self.options,
                                                  read_only=read_only)
 
     # --- writing ----------------------------------------------------------------------------------
@@ -374,6 +383,130 @@ class ObjectLocation(StoreLocation):
                 return count
             pages = {"KeyMarker": listing.get("NextKeyMarker", ""),
                      "UploadIdMarker": listing.get("NextUploadIdMarker", "")}
+
+
+class ReleaseLocation(ObjectLocation):
+    """A published noldo release read in place from the Hugging Face hub: ``hf://datasets/ORG/NAME[@REVISION]``.
+
+    The revision is resolved to a commit once, and every read is made at that commit, so a branch that
+    moves meanwhile cannot mix two releases. Nothing read is trusted before it is checked: the
+    release's ``manifest.json`` against the hub's own record of it (git blob id, or LFS sha256), and
+    every other file — whole shards included — against the manifest's sha256 before its bytes are
+    used (:class:`VerifiedStore`). A release is read-only.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None,
+                 state: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(root, storage_options, state)
+        repo, _, revision = self.url.removeprefix("hf://").partition("@")
+        if not repo.startswith("datasets/") or repo.count("/") != 2:
+            raise NoldoError(f"{self.url}: a release on the hub is hf://datasets/ORG/NAME[@REVISION]")
+        self.repo, self.revision = repo.removeprefix("datasets/"), revision or "main"
+        self.options = {"endpoint": endpoint(), **self.options}  # HF_ENDPOINT as it is now (a mirror)
+        self._commit: str | None = None
+        self._manifest: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def commit(self) -> str:
+        if self._commit is None:
+            self._commit = resolve_commit(self.repo, self.revision)
+        return self._commit
+
+    def _key(self, rel: str) -> str:
+        base = f"datasets/{self.repo}@{self.commit}"
+        return f"{base}/{rel}" if rel else base
+
+    @property
+    def manifest(self) -> dict[str, dict[str, Any]]:
+        """``path → entry`` of the release's manifest, once it matched the hub's record of the file."""
+        if self._manifest is None:
+            try:
+                data, info = self.fs.cat_file(self._key(MANIFEST)), self.fs.info(self._key(MANIFEST))
+            except FileNotFoundError:
+                raise NoldoError(f"{self.url} has no {MANIFEST}: it is not a noldo release") from None
+            lfs = info.get("lfs") or {}
+            if (hashlib.sha256(data).hexdigest() != lfs.get("sha256")) if lfs else (
+                    git_blob_id(data) != info.get("blob_id")):
+                raise NoldoError(f"{self.url}/{MANIFEST} does not match the hub's record of it at commit "
+                                 f"{self.commit[:12]}; nothing of the release was used")
+            self._manifest = {entry["path"]: entry for entry in json.loads(data)["files"]}
+        return self._manifest
+
+    def check(self, rel: str, data: bytes) -> bytes:
+        """``data`` read from ``rel`` if its sha256 is the manifest's; a clear error otherwise."""
+        if rel == MANIFEST:
+            self.manifest  # noqa: B018 -- checks it against the hub
+            return data
+        entry = self.manifest.get(rel)
+        if entry is None:
+            raise NoldoError(f"{self.url}/{rel} is not listed in the release's {MANIFEST}; it was not used")
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise NoldoError(f"{self.url}/{rel}: sha256 does not match the release's {MANIFEST} (changed on the hub "
+                             "or in transit); its data were not used")
+        return data
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.check(rel, super().read_bytes(rel))
+
+    def zarr_store(self, rel: str, read_only: bool = True) -> zarr.abc.store.Store:
+        """The group's zarr store; every object it returns was checked whole against the manifest."""
+        if not read_only:
+            self._read_only()
+        return VerifiedStore(super().zarr_store(rel), lambda key, data: self.check(f"{rel}/{key}", data))
+
+    def _read_only(self, *args: Any) -> Any:
+        raise NoldoError(f"{self.url} is a published release on the hub and read-only; fetch it with "
+                         f"noldo download --release {self.repo} --revision {self.revision} --root DIR to change it")
+
+    write_bytes = create = delete_if = remove = remove_partials = _read_only
+
+
+class VerifiedStore(zarr.storage.WrapperStore):
+    """A read-only zarr store that fetches each object whole, checks it (``check(key, bytes)`` raises if it
+    is wrong) and only then serves it or the byte ranges asked of it; the last checked objects are kept
+    (up to :data:`VERIFIED_CACHE_BYTES`) so the many ranged reads of one shard fetch it once."""
+
+    def __init__(self, store: zarr.abc.store.Store, check: Callable[[str, bytes], bytes]) -> None:
+        super().__init__(store)
+        self._check = check
+        self._checked: OrderedDict[str, bytes] = OrderedDict()
+        self._pending: dict[str, Any] = {}
+
+    def _with_store(self, store: zarr.abc.store.Store) -> VerifiedStore:
+        return type(self)(store, self._check)
+
+    async def _whole(self, key: str, prototype: Any) -> bytes | None:
+        if key in self._checked:
+            self._checked.move_to_end(key)
+            return self._checked[key]
+        if key not in self._pending:
+            self._pending[key] = asyncio.ensure_future(self._store.get(key, prototype))
+        try:
+            buffer = await self._pending[key]
+        finally:
+            self._pending.pop(key, None)
+        if buffer is None:
+            return None
+        data = self._check(key, buffer.to_bytes())
+        self._checked[key] = data
+        while sum(map(len, self._checked.values())) > VERIFIED_CACHE_BYTES and len(self._checked) > 1:
+            self._checked.popitem(last=False)
+        return data
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        data = await self._whole(key, prototype)
+        if data is None:
+            return None
+        if isinstance(byte_range, RangeByteRequest):
+            data = data[byte_range.start:byte_range.end]
+        elif isinstance(byte_range, OffsetByteRequest):
+            data = data[byte_range.offset:]
+        elif isinstance(byte_range, SuffixByteRequest):
+            data = data[-byte_range.suffix:]
+        return prototype.buffer.from_bytes(data)
+
+    async def get_partial_values(self, prototype: Any, key_ranges: Any) -> list[Any]:
+        return [await self.get(key, prototype, byte_range) for key, byte_range in key_ranges]
 
 
 def _state_name(url: str) -> str:

@@ -11,11 +11,10 @@ from noldo._version import __version__
 from noldo.catalog import SHARD_SAMPLES
 from noldo.errors import NoldoError
 from noldo.files import PARTIAL_SUFFIX
-from noldo.location import RootLike, StoreLocation
+from noldo.location import MANIFEST, RootLike, StoreLocation
 from noldo.lock import writing_manifest
 from noldo.store import describe
 
-MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 _SHARD = re.compile(r"^(?P<split>[^/]+)\.zarr/(?P<array>[^/]+)/c/(?P<shard>\d+)(/0)*$")
 

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from noldo.cli import cli
+from noldo.errors import NoldoError
 from noldo.testing.hub import COMMIT, FakeHub
 from noldo.verify import verify
 from tests.helpers import write_example_store
@@ -231,3 +232,46 @@ def test_release_whose_manifest_differs_from_the_hub_is_refused(release, tmp_pat
     result = download("--release", "noldo/nol-demo", "--root", tmp_path / "store")
     assert result.exit_code == 1 and "git blob id does not match" in result.output
     assert _store_files(tmp_path / "store") == []
+
+
+def test_a_release_opens_in_place_from_the_hub_and_reads_a_sample_without_downloading_it(release):
+    import noldo
+    from noldo.location import ReleaseLocation
+
+    hub, files, data = release
+    url = "hf://datasets/noldo/nol-demo@main"
+    ds = noldo.open(url)  # lazy: only metadata so far
+    assert not any(name.startswith("nol.zarr/s2/c/") for name in hub.served), "no shard read while opening"
+    np.testing.assert_array_equal(ds.s2.isel(sample=3).values, data["s2"][3])
+    shards = {name for name in hub.served if "/c/" in name}
+    assert shards == {"nol.zarr/s2/c/0/0/0/0/0"}, f"only the shard of the sample is read: {shards}"
+    assert set(hub.fetched_at) == {COMMIT}, "every read is made at the commit 'main' resolved to"
+    assert hub.served["nol.zarr/s2/c/0/0/0/0/0"] == len(files["nol.zarr/s2/c/0/0/0/0/0"]), "one whole fetch"
+    location = ReleaseLocation(url)
+    with pytest.raises(NoldoError, match="read-only"):
+        location.write_bytes("x", b"")
+    problems, summary = verify(url)
+    assert problems == [] and summary["files"] == len(files) - 1
+
+
+def test_a_tampered_shard_of_a_release_is_refused_when_it_is_read(release):
+    import noldo
+
+    hub, files, _ = release
+    shard = "nol.zarr/s1/c/0/0/0/0/0"
+    hub.tampered[shard] = bytes([files[shard][0] ^ 1]) + files[shard][1:]
+    ds = noldo.open("hf://datasets/noldo/nol-demo")
+    assert ds.s2.isel(sample=0).values.any()  # another array's shard is fine
+    with pytest.raises(NoldoError, match=f"{shard}: sha256 does not match the release's manifest.json"):
+        ds.s1.isel(sample=0).load()
+
+
+def test_a_release_whose_manifest_differs_from_the_hub_record_is_refused(release):
+    import noldo
+
+    hub, files, _ = release
+    manifest = json.loads(files["manifest.json"])
+    manifest["files"][0]["sha256"] = "0" * 64
+    hub.tampered["manifest.json"] = json.dumps(manifest).encode()
+    with pytest.raises(NoldoError, match="does not match the hub's record"):
+        noldo.open("hf://datasets/noldo/nol-demo@main")
