@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -165,6 +166,10 @@ def augment(arrays: dict[str, np.ndarray], rng: np.random.Generator, crop: int |
 
 
 # --- datasets -----------------------------------------------------------------------------------
+#: Items of a batch read at once from object storage, per data-loader process (each waits on requests).
+READ_THREADS = 16
+
+
 class _Arrays(dict):
     """The arrays of a zarr group by name, each opened on first use."""
 
@@ -191,6 +196,7 @@ class _StoreDataset(Dataset):
             self._require("s2_cloud")
         self._group: _Arrays | None = None
         self._pid: int | None = None
+        self._readers: tuple[int, ThreadPoolExecutor] | None = None
 
     @property
     def group(self) -> _Arrays:
@@ -200,7 +206,17 @@ class _StoreDataset(Dataset):
         return self._group
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_group": None, "_pid": None}  # workers open their own handle
+        return {**self.__dict__, "_group": None, "_pid": None, "_readers": None}  # workers open their own
+
+    def __getitems__(self, keys: Sequence[Any]) -> list[dict[str, Any]]:
+        """The items of a batch (PyTorch's DataLoader asks for a batch this way). On object storage they are
+        read by :data:`READ_THREADS` threads of this process, so many items' requests are in flight at
+        once instead of one after another; a local store is read in order."""
+        if not self.root.remote or len(keys) < 2:
+            return [self[key] for key in keys]
+        if self._readers is None or self._readers[0] != os.getpid():
+            self._readers = os.getpid(), ThreadPoolExecutor(READ_THREADS, thread_name_prefix="noldo-read")
+        return list(self._readers[1].map(self.__getitem__, keys))
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -37,7 +37,16 @@ from noldo.manifest import known_hashes, write_manifest
 from noldo.regions import MIN_SPACING_KM, Candidate, capacity, parse_region
 from noldo.regions import candidates as region_candidates
 from noldo.sources import Rejected, Source, Unfinished, counting, make_source, source_class, source_for
-from noldo.store import Layout, ShardEncoder, Split, SplitWriter, check_split_name, georef_arrays, remove_split
+from noldo.store import (
+    Layout,
+    ShardEncoder,
+    Split,
+    SplitWriter,
+    check_split_name,
+    georef_arrays,
+    list_splits,
+    remove_split,
+)
 
 log = logging.getLogger(__name__)
 SCHEDULER_TIMEOUT = "10s"
@@ -229,6 +238,10 @@ class NewSplit:
         previous = _previous_record(self.state, record, self.location, self.spec.split, overwrite)
         if overwrite:
             remove_split(self.location, self.spec.split)
+            previous = None
+        if previous is not None and self.spec.split not in list_splits(self.location):
+            log.warning("%s: the build state in %s is of a split no longer in the store; starting afresh",
+                        self.location, self.state)  # a state directory apart from its store (--state)
             previous = None
         layout = Split.open(self.location, self.spec.split).layout if previous is not None else None
         height, width = self.region.tile_shape or (self.spec.tile_size, self.spec.tile_size)

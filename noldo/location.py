@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import hashlib
 import json
 import os
@@ -50,6 +49,8 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 }
 _HASH_BLOCK = 4 << 20
 MANIFEST = "manifest.json"  # a store's list of files with their sha256 (noldo.manifest writes it)
+#: Shard indexes a reader of an object store keeps (a few KiB each).
+SHARD_INDEXES = 4096
 #: Checked objects a release's store keeps in memory, so the ranged reads of one shard fetch it once.
 VERIFIED_CACHE_BYTES = 1 << 30
 
@@ -95,8 +96,8 @@ class StoreLocation:
 
     def with_state(self, state: str | os.PathLike[str]) -> StoreLocation:
         """The same store with its build state in the local directory ``state``."""
-        moved = copy.copy(self)
-        moved.state = Path(state).expanduser()
+        moved = object.__new__(type(self))  # not copy.copy: it would pickle, leaving the secrets behind
+        moved.__dict__.update(self.__dict__, state=Path(state).expanduser())
         return moved
 
     def state_dir(self, *parts: str) -> Path:
@@ -322,9 +323,11 @@ class ObjectLocation(StoreLocation):
             return []
 
     def zarr_store(self, rel: str, read_only: bool = True) -> zarr.abc.store.Store:
-        """The zarr store of a group below ROOT (zarr's FsspecStore: concurrent, ranged reads)."""
-        return zarr.storage.FsspecStore.from_url(f"{self.scheme}://{self._key(rel)}", storage_options=self.options,
-                                                 read_only=read_only)
+        """The zarr store of a group below ROOT (zarr's FsspecStore: concurrent, ranged reads); a reader's
+        keeps the shard indexes it read, so each chunk read after the first costs one request."""
+        store = zarr.storage.FsspecStore.from_url(f"{self.scheme}://{self._key(rel)}", storage_options=self.options,
+                                                  read_only=read_only)
+        return ShardIndexCache(store) if read_only else store
 
     # --- writing ----------------------------------------------------------------------------------
     def write_bytes(self, rel: str, data: bytes) -> None:
@@ -459,6 +462,32 @@ class ReleaseLocation(ObjectLocation):
                          f"noldo download --release {self.repo} --revision {self.revision} --root DIR to change it")
 
     write_bytes = create = delete_if = remove = remove_partials = _read_only
+
+
+class ShardIndexCache(zarr.storage.WrapperStore):
+    """A read-only zarr store that keeps the suffix reads of shards (their chunk index, which zarr reads
+    again before every chunk), up to :data:`SHARD_INDEXES` of them. A reader never sees a shard change:
+    shards are written whole, once, before a split is finalised."""
+
+    def __init__(self, store: zarr.abc.store.Store) -> None:
+        super().__init__(store)
+        self._indexes: OrderedDict[tuple[str, int], Any] = OrderedDict()
+
+    def _with_store(self, store: zarr.abc.store.Store) -> ShardIndexCache:
+        return type(self)(store)
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        if not isinstance(byte_range, SuffixByteRequest):
+            return await self._store.get(key, prototype, byte_range)
+        found = self._indexes.get((key, byte_range.suffix))
+        if found is None:
+            found = await self._store.get(key, prototype, byte_range)
+            if found is None:
+                return None
+            self._indexes[key, byte_range.suffix] = found
+            if len(self._indexes) > SHARD_INDEXES:
+                self._indexes.popitem(last=False)
+        return found
 
 
 class VerifiedStore(zarr.storage.WrapperStore):

@@ -23,7 +23,7 @@ from noldo.manifest import read_manifest
 from noldo.store import Split
 from noldo.testing.s3 import DUMMY_SECRET
 from noldo.verify import verify
-from tests.helpers import assert_same_arrays
+from tests.helpers import assert_same_arrays, kill_noldo
 
 SMALL = ["--region", "demo", "--source", "synthetic", "--samples", "70", "--tile-size", "40"]
 LONGER = ["--region", "10,47,11,48", "--source", "synthetic", "--samples", "192", "--tile-size", "32"]
@@ -200,15 +200,32 @@ def test_break_lock_clears_the_lease_of_a_killed_holder(s3):
     assert verify(url)[0] == []
 
 
-def test_a_training_epoch_reads_from_s3(s3_store):
+def test_a_training_epoch_reads_from_s3_a_batch_at_a_time(s3_store):
     torch = pytest.importorskip("torch")
     from benchmark.data import NoLPretrainDataset
 
-    _, url, _, _ = s3_store
-    data = NoLPretrainDataset(url, crop=32)
+    _, url, local, _ = s3_store
+    data = NoLPretrainDataset(url, crop=32, seed=1)
     loader = torch.utils.data.DataLoader(data, batch_size=8, num_workers=2)
-    batches = list(loader)
+    batches = list(loader)  # each worker reads its batches with concurrent requests (__getitems__)
     assert sum(len(b["s2"]) for b in batches) == len(data) == Split.open(url, "nol").layout.samples
+    on_disk = NoLPretrainDataset(local, crop=32, seed=1)
+    keys = [(i, 3) for i in range(8)]  # (sample, epoch), as EpochSampler gives them: reproducible crops
+    for got, expected in zip(data.__getitems__(keys), (on_disk[k] for k in keys), strict=True):
+        for name in ("s1", "s2", "label", "prior"):
+            torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0)
+
+
+def test_a_build_state_whose_store_was_deleted_starts_afresh_and_state_can_live_elsewhere(s3, tmp_path):
+    _, bucket = s3
+    url = f"{bucket}/demo"
+    state = tmp_path / "my-state"
+    first = noldo_cli("build", *SMALL, "--out", url, "--state", str(state))
+    assert first.returncode == 0 and (state / "nol" / "build.json").exists(), first.stderr
+    ObjectLocation(url).remove("")  # someone deletes the store; the state directory stays
+    again = noldo_cli("build", *SMALL, "--out", url, "--state", str(state))
+    assert again.returncode == 0 and "starting afresh" in again.stderr, again.stderr
+    assert verify(url)[0] == []
 
 
 def test_dask_workers_write_every_shard_and_the_store_equals_a_single_process_build(s3, tmp_path):
@@ -235,3 +252,29 @@ def test_dask_workers_write_every_shard_and_the_store_equals_a_single_process_bu
 def test_shard_writers_workers_needs_a_cluster(tmp_path):
     with pytest.raises(noldo.NoldoError, match="needs a dask cluster"):
         build(BuildSpec("demo", "synthetic", samples=10, tile_size=16), tmp_path, shard_writers="workers")
+
+
+@pytest.mark.slow
+def test_a_build_on_s3_killed_five_times_and_resumed_equals_an_uninterrupted_one(s3, tmp_path):
+    server, bucket = s3
+    url = f"{bucket}/killed"
+    args = ["--region", "demo", "--source", "synthetic", "--samples", "150", "--tile-size", "48", "--workers", "2"]
+    build(BuildSpec("demo", "synthetic", samples=150, tile_size=48), tmp_path / "reference", workers=2)
+    state = ObjectLocation(url).state_dir("nol")
+
+    def units(n):
+        return lambda: len(list((state / "units").glob("*.unit"))) >= n
+
+    def shards(n):
+        return lambda: len(list(state.glob("shard-*.json"))) >= n
+
+    # a killed build leaves its lease: each re-run breaks it, as the refusal tells a user to
+    kills = sum(kill_noldo(["build", *args, "--out", url, "--break-lock"], until) for until in
+                (units(5), units(20), shards(1), units(40), shards(2)))
+    assert kills >= 4, "the build finished before it could be interrupted"
+    resumed = noldo_cli("build", *args, "--out", url, "--break-lock")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_arrays(url, tmp_path / "reference")
+    assert verify(url)[0] == []
+    name = bucket.removeprefix("s3://")
+    assert server.client().list_multipart_uploads(Bucket=name).get("Uploads", []) == []

@@ -8,6 +8,8 @@ Example:
     >>> with S3Server() as s3:  # doctest: +SKIP
     ...     s3.create_bucket("noldo-test")
     ...     env = s3.environment()   # AWS_ENDPOINT_URL and dummy credentials for a subprocess
+
+Or in its own process: ``python -m noldo.testing.s3 --latency 0.02 --bucket noldo-test`` prints the endpoint.
 """
 
 from __future__ import annotations
@@ -79,3 +81,22 @@ class S3Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main() -> None:
+    """``python -m noldo.testing.s3 [--latency SECONDS]``: serve until interrupted; prints the endpoint."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument("--bucket", action="append", default=[], help="a bucket to create (repeatable)")
+    args = parser.parse_args()
+    with S3Server(args.latency) as server:
+        for bucket in args.bucket:
+            server.create_bucket(bucket)
+        print(server.endpoint, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
