@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from noldo.catalog import HF_REPO, HF_REVISION, PUBLISHED_FILES
 from noldo.errors import NoldoError
 from noldo.files import atomic_write_json, hash_file, sha256_file
 from noldo.hub import endpoint, git_blob_id, hub_error, offline, resolve_commit
-from noldo.location import RootLike, StoreLocation
+from noldo.location import ObjectLocation, RootLike, StoreLocation
 
 log = logging.getLogger(__name__)
 STATE = ".noldo-download"
@@ -253,11 +253,50 @@ class _Both:
             bar.update(n)
 
 
+class Uploads:
+    """A release fetched onto object storage: each file is fetched and verified locally (in the store's
+    state directory, resumable as ever), uploaded in one PUT (or one multipart upload, atomic either
+    way), recorded, and its local copy removed, so the local disk holds one file at a time. The
+    manifest goes last, so the store is complete only once it is there."""
+
+    def __init__(self, location: ObjectLocation, downloader: Downloader) -> None:
+        self.location, self.downloader = location, downloader
+        self.record = downloader.state_dir / "uploaded.json"
+
+    def _uploaded(self) -> dict[str, list]:
+        return json.loads(self.record.read_text()) if self.record.exists() else {}
+
+    def done(self, file: RemoteFile, listing: Mapping[str, int]) -> bool:
+        """True if the file was uploaded and its object is still there, at its size."""
+        return (self._uploaded().get(file.target) == [file.size, file.sha256 or file.blob]
+                and listing.get(file.target) == file.size)
+
+    def upload_all(self, files: list[RemoteFile]) -> None:
+        listing = self.location.sizes()
+        for file in tqdm([f for f in files if not self.done(f, listing)], desc="upload", unit="file",
+                         disable=not self.downloader.progress):
+            self.downloader.fetch(file)
+            local = self.downloader.root / file.target
+            self.location.upload(file.target, local)
+            uploaded = self._uploaded()
+            uploaded[file.target] = [file.size, file.sha256 or file.blob]
+            atomic_write_json(self.record, uploaded)
+            local.unlink()
+
+
 def download(what: Sequence[str], root: RootLike, revision: str = HF_REVISION, repo: str = HF_REPO,
              release: str | None = None, splits: Sequence[str] | None = None, dry_run: bool = False,
              progress: bool = False) -> dict[str, Any]:
-    """Fetch published files (``what``) or a noldo release (``release``) into ``root``; returns a summary."""
-    root = StoreLocation.of(root).path  # downloads are local files (resumed .part files)
+    """Fetch published files (``what``) or a noldo release (``release``) into ``root``; returns a summary.
+
+    A release may go to an object-store ROOT (:class:`Uploads`); published files are always local.
+    """
+    location = StoreLocation.of(root)
+    remote = location if isinstance(location, ObjectLocation) else None
+    if remote is not None and not release:
+        raise NoldoError(f"{location}: the published zips and weights are downloaded to a local directory (give "
+                         "--out DIR); a noldo release may go to object storage")
+    root = location.state_dir("download") if remote else location.path  # downloads are local files (.part)
     if root.exists() and not root.is_dir():
         raise NoldoError(f"--out {root} exists and is not a directory")
     args = ["noldo", "download", "--out", str(root), "--revision", revision]
@@ -268,6 +307,7 @@ def download(what: Sequence[str], root: RootLike, revision: str = HF_REVISION, r
     else:
         revision_listed = revision
     downloader = Downloader(root, release or repo, revision, progress, repair=shlex.join(args))
+    uploads = Uploads(remote, downloader) if remote else None
     if offline():
         downloader.revision, files = downloader.load_listing(name, revision_listed)
     elif release:
@@ -278,8 +318,12 @@ def download(what: Sequence[str], root: RootLike, revision: str = HF_REVISION, r
             raise NoldoError(f"{', '.join(unverifiable)} in {repo} has no LFS sha256 to verify it against")
     if release:
         files = [f for f in files if not splits or f.split in splits or f.target == "manifest.json"]
-    missing = [f for f in files if not downloader.is_verified(f)]
-    summary = {"root": str(root), "repo": release or repo, "revision": revision, "endpoint": endpoint(),
+    if uploads is not None:
+        listing = remote.sizes()
+        missing = [f for f in files if not uploads.done(f, listing)]
+    else:
+        missing = [f for f in files if not downloader.is_verified(f)]
+    summary = {"root": str(location), "repo": release or repo, "revision": revision, "endpoint": endpoint(),
                "files": len(files), "bytes": sum(f.size for f in files),
                "to_fetch": len(missing), "bytes_to_fetch": sum(f.size for f in missing)}
     if dry_run:
@@ -288,5 +332,8 @@ def download(what: Sequence[str], root: RootLike, revision: str = HF_REVISION, r
     root.mkdir(parents=True, exist_ok=True)
     if not offline():
         downloader.save_listing(name, files, revision_listed)
-    downloader.fetch_all(files)
+    if uploads is not None:
+        uploads.upload_all(files)
+    else:
+        downloader.fetch_all(files)
     return {**summary, "bytes_fetched": downloader.bytes_fetched}

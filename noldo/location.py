@@ -334,6 +334,11 @@ class ObjectLocation(StoreLocation):
         """One PUT: readers see the old object or the whole new one."""
         self.fs.pipe_file(self._key(rel), data)
 
+    def upload(self, rel: str, path: Path) -> None:
+        """Copy a local file to ``rel`` (a multipart upload above the file system's block size; the object
+        appears only once complete)."""
+        self.fs.put_file(str(path), self._key(rel))
+
     def create(self, rel: str, data: bytes) -> bool:
         """Write an object only if none exists (a conditional, create-only PUT); False if one does."""
         try:
@@ -461,7 +466,7 @@ class ReleaseLocation(ObjectLocation):
         raise NoldoError(f"{self.url} is a published release on the hub and read-only; fetch it with "
                          f"noldo download --release {self.repo} --revision {self.revision} --root DIR to change it")
 
-    write_bytes = create = delete_if = remove = remove_partials = _read_only
+    write_bytes = upload = create = delete_if = remove = remove_partials = _read_only
 
 
 class ShardIndexCache(zarr.storage.WrapperStore):

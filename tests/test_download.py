@@ -275,3 +275,27 @@ def test_a_release_whose_manifest_differs_from_the_hub_record_is_refused(release
     hub.tampered["manifest.json"] = json.dumps(manifest).encode()
     with pytest.raises(NoldoError, match="does not match the hub's record"):
         noldo.open("hf://datasets/noldo/nol-demo@main")
+
+
+def test_a_release_downloads_onto_object_storage_verified_and_resumable(release, s3):
+    """Each file is fetched and verified locally, uploaded, then its local copy removed; a re-run uploads
+    nothing again; the store on S3 verifies and reads like the release."""
+    import noldo
+    from noldo.location import ObjectLocation
+
+    hub, files, data = release
+    _, bucket = s3
+    url = f"{bucket}/release"
+    result = download("--release", "noldo/nol-demo", "--root", url)
+    assert result.exit_code == 0, result.output
+    assert verify(url)[0] == []
+    np.testing.assert_array_equal(noldo.open(url, "nol").s2.values, data["s2"])
+    location = ObjectLocation(url)
+    kept = [p for p in location.state_dir("download").rglob("*") if p.is_file() and p.parent.name != ".noldo-download"]
+    assert kept == [], "the local copies are removed once uploaded"
+    served = sum(hub.served.values())
+    again = download("--release", "noldo/nol-demo", "--root", url)
+    assert again.exit_code == 0 and json.loads(again.output)["to_fetch"] == 0
+    assert sum(hub.served.values()) - served <= len(files["manifest.json"]), "nothing but the manifest again"
+    published = download("--what", "weights", "--root", url)
+    assert published.exit_code == 1 and "downloaded to a local directory" in published.output

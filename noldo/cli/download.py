@@ -15,7 +15,8 @@ from noldo.location import StoreLocation
 @click.option("--what", "what", multiple=True, type=click.Choice(["nol", "dw", "osm", "weights", "all"]),
               help="Published files of vikki23/NoLDO-S12 to fetch: nol, dw and osm are the three zips, weights the "
                    "four CromSS checkpoints (repeatable) [default: all].")
-@out_option("Where downloaded files are kept; with --release, the store.", aliases=("--root",))
+@out_option("Where downloaded files are kept; with --release, the store (a directory or an object-store URL).",
+            aliases=("--root",))
 @click.option("--revision", default=None, help="Hub revision (commit hash, tag or branch) [default: the one pinned "
                                                "in noldo.catalog].")
 @click.option("--repo", default=None, help=f"Hub dataset of the published files [default: {HF_REPO}].")
