@@ -30,7 +30,7 @@ from benchmark.cromss.selection import entangle, label_confidence
 from benchmark.cromss.truth_metrics import judged
 from benchmark.data import band_indices, encode
 from benchmark.models import load_pretrained
-from benchmark.runs import command, print_json
+from benchmark.runs import command, print_json, store_root
 from benchmark.tasks import IGNORE
 from noldo.build import BuildSpec, build
 from noldo.errors import NoldoError
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmark.audit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", required=True, type=Path, help="two-branch pretraining checkpoint")
-    parser.add_argument("--data", required=True, type=Path, help="the store ROOT")
+    parser.add_argument("--data", required=True, type=store_root, help="the store ROOT")
     parser.add_argument("--split", default="nol", help="the split to audit [nol]")
     parser.add_argument("--normalization", default="cromss", choices=("cromss", "ssl4eo"),
                         help="input encoding the model was pretrained with [cromss]")

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.runs import store_root
 from benchmark.tasks import TASKS, Task, get_task
 from noldo.errors import NoldoError
 
@@ -170,7 +171,8 @@ def _mosaic(path: Path, module, dataset, task: Task, count: int = 4) -> None:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmark.finetune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=None)
-    p.add_argument("--data", required=True, type=Path, metavar="ROOT", help="the store ROOT with the task's splits")
+    p.add_argument("--data", required=True, type=store_root, metavar="ROOT",
+                   help="the store ROOT with the task's splits: a directory or an object-store URL")
     p.add_argument("--config", type=Path, help="YAML with any of the settings (flags win): "
                                                "benchmark/configs/finetune-paper.yaml, finetune-demo.yaml")
     p.add_argument("--run", type=Path, metavar="DIR",

@@ -49,6 +49,11 @@ def config_from_args(defaults: Mapping[str, Any], args: argparse.Namespace, *inp
     return resolve_config(defaults, args.config, flags)
 
 
+def store_root(text: str) -> str | Path:
+    """A ``--data ROOT`` argument: an object-store URL (``s3://``, ``hf://``…) as it is, a path as a Path."""
+    return text if "://" in text else Path(text)
+
+
 def command(action: Callable[[], T], show: Callable[[T], object]) -> T:
     """The body of every benchmark CLI: run ``action`` and ``show`` its result; a :class:`NoldoError`
     ends the program with ``error: <its first line>`` and exit code 1."""

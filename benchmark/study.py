@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.runs import store_root
 from noldo.errors import NoldoError
 from noldo.markdown import table
 from noldo.store import Split
@@ -32,7 +33,7 @@ def ensure_stores(data: Path, store: dict[str, Any]) -> None:
     from noldo.build import BuildSpec, build
     from noldo.store import list_splits
 
-    have = list_splits(data) if data.is_dir() else []
+    have = list_splits(data)
     wanted = [("nol", store["samples"], store.get("tile", 264), 0),
               ("truth_train", store["truth_train"], store["truth_tile"], 1),
               ("truth_test", store["truth_test"], store["truth_tile"], 2)]
@@ -154,7 +155,7 @@ def _paths(config: dict[str, Any], data: str | Path | None, run: str | Path | No
     data, run = data or config.get("data"), run or config.get("run") or config.get("out")
     if not data or not run:
         raise NoldoError("the study needs a store and a folder: --data and --run, or data and run in the config")
-    return Path(data), Path(run)
+    return store_root(str(data)), Path(run)
 
 
 def study(config: dict[str, Any], data: str | Path | None = None, run: str | Path | None = None) -> str:
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m benchmark.study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, type=Path, help="e.g. benchmark/configs/study-demo.yaml")
-    parser.add_argument("--data", type=Path, metavar="ROOT", help="the store ROOT [from the config]")
+    parser.add_argument("--data", type=store_root, metavar="ROOT", help="the store ROOT [from the config]")
     parser.add_argument("--run", type=Path, metavar="DIR", help="the study folder [from the config]")
     parser.add_argument("--out", dest="run", type=Path, help=argparse.SUPPRESS)  # the old name of --run
     args = parser.parse_args(argv)

@@ -278,3 +278,15 @@ def test_a_build_on_s3_killed_five_times_and_resumed_equals_an_uninterrupted_one
     assert verify(url)[0] == []
     name = bucket.removeprefix("s3://")
     assert server.client().list_multipart_uploads(Bucket=name).get("Uploads", []) == []
+
+
+def test_convert_writes_a_published_zip_to_s3(s3, tmp_path):
+    from tests.published_layouts import tiles_zip
+
+    _, bucket = s3
+    url = f"{bucket}/converted"
+    source, _ = tiles_zip(tmp_path / "ssl4eo_s12_dw.zip", {"dw_train": (3, 32), "dw_test": (2, 32)})
+    converted = noldo_cli("convert", str(source), "--out", url)
+    assert converted.returncode == 0, converted.stderr
+    assert json.loads(converted.stdout)["splits"] == {"dw_train": 3, "dw_test": 2}
+    assert verify(url)[0] == []

@@ -54,6 +54,15 @@ SMALL: dict[str, Small] = {
     # dask
     "noldo build --region demo --source synthetic --out demo-cluster --samples 64 --scheduler tcp://scheduler:8786":
         Small("--samples 3 --tile-size 64", (("tcp://scheduler:8786", "{scheduler}"),)),
+    "noldo build --region demo --source synthetic --out s3://my-bucket/demo --samples 64 --scheduler "
+    "tcp://scheduler:8786": Small("--samples 3 --tile-size 64", (("tcp://scheduler:8786", "{scheduler}"),)),
+    # object storage (AWS_ENDPOINT_URL points at moto's S3 server)
+    "noldo build --region demo --source synthetic --out s3://my-bucket/demo --samples 64":
+        Small("--samples 3 --tile-size 64"),
+    "noldo verify s3://my-bucket/demo --quick": Small(),
+    "noldo info s3://my-bucket/demo": Small(),
+    "noldo --storage-option endpoint_url=http://127.0.0.1:9000 info s3://my-bucket/demo":
+        Small(replace=(("http://127.0.0.1:9000", "{s3}"),)),
     # Earth Engine (NOLDO_EE_URL points at the loopback server)
     "noldo build --region munich --source earthengine --ee-project my-ee-project --out munich --samples 200 "
     "--dry-run": Small("--samples 2 --tile-size 48"),
@@ -132,6 +141,7 @@ def workspace(tmp_path_factory):
 
     from noldo.testing.earthengine import Catalogue, FakeEarthEngine
     from noldo.testing.hub import FakeHub
+    from noldo.testing.s3 import S3Server
     from tests.helpers import write_example_store
     from tests.published_layouts import nol_zip, tiles_zip
 
@@ -151,21 +161,25 @@ def workspace(tmp_path_factory):
                      if p.is_file() and ".noldo" not in p.parts}
     catalogue = Catalogue((11.3, 48.0, 11.8, 48.3), "2019-11-01", "2021-11-01", 32632)
     with (FakeEarthEngine(catalogue) as ee, FakeHub({"vikki23/NoLDO-S12": files, "my-org/noldo-s12": release_files})
-          as hub, LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
-                               dashboard_address=None) as cluster):
+          as hub, S3Server() as s3, pytest.MonkeyPatch.context() as patch,
+          LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
+                       dashboard_address=None) as cluster):
+        s3.create_bucket("my-bucket")
+        for name, value in s3.environment().items():  # the in-process dask workers write to S3 too
+            patch.setenv(name, value)
         key = ee.service_account_key(folder)
         env = {**os.environ, "NOLDO_EE_URL": ee.url, "NOLDO_EE_SERVICE_ACCOUNT_KEY": str(key),
                "NOLDO_EE_RETRY_BASE_SECONDS": "0.01", "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0",
                "HF_HOME": str(folder / ".hf"), "MPLBACKEND": "Agg",
                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
                "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-        yield folder, env, cluster.scheduler_address
+        yield folder, env, {"scheduler": cluster.scheduler_address, "s3": s3.endpoint}
 
 
-def small_command(command: str, scheduler: str) -> str:
+def small_command(command: str, servers: dict[str, str]) -> str:
     small = SMALL[command]
     for placeholder, value in small.replace:
-        command = command.replace(placeholder, value.format(scheduler=scheduler))
+        command = command.replace(placeholder, value.format(**servers))
     return f"{command} {small.extra}".strip()
 
 
@@ -177,8 +191,8 @@ def _params():
 
 @pytest.mark.parametrize(("kind", "command"), list(_params()))
 def test_readme_command(workspace, kind, command):
-    folder, env, scheduler = workspace
-    args = [sys.executable, "-c", command] if kind == "python" else small_command(command, scheduler)
+    folder, env, servers = workspace
+    args = [sys.executable, "-c", command] if kind == "python" else small_command(command, servers)
     result = subprocess.run(args, shell=kind == "shell", cwd=folder, env=env, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, f"{args}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"

@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from benchmark.runs import store_root
+
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmark.cromss", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 argument_default=None)
-    p.add_argument("--data", required=True, type=Path, metavar="ROOT", help="the store ROOT (with a 4-season split)")
+    p.add_argument("--data", required=True, type=store_root, metavar="ROOT",
+                   help="the store ROOT (with a 4-season split): a directory or an object-store URL")
     p.add_argument("--config", type=Path, help="YAML with any of the settings below (flags win)")
     p.add_argument("--run", type=Path, metavar="DIR", help="the run folder [default: runs/cromss-<time>]")
     p.add_argument("--out", dest="run", type=Path, help=argparse.SUPPRESS)  # the old name of --run
