@@ -9,6 +9,7 @@ commit marker per finished shard. Readers open a split with :meth:`Split.open`; 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -18,7 +19,7 @@ import re
 import shutil
 import socket
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -509,15 +510,23 @@ class SplitWriter:
 
 class _HashingStore(zarr.storage.WrapperStore):
     """A zarr store that remembers the size and sha256 of every object it writes, so a shard's hash
-    comes from the bytes sent, not from reading the object back."""
+    comes from the bytes sent, not from reading the object back. On object storage each object is
+    written by :meth:`~noldo.location.ObjectLocation.write_bytes` (``put(key, bytes)``: one PUT)."""
 
-    def __init__(self, store: zarr.abc.store.Store) -> None:
+    def __init__(self, store: zarr.abc.store.Store, put: Callable[[str, bytes], None] | None = None) -> None:
         super().__init__(store)
+        self.put = put
         self.written: dict[str, list] = {}
+
+    def _with_store(self, store: zarr.abc.store.Store) -> _HashingStore:
+        return type(self)(store, self.put)
 
     async def set(self, key: str, value: Any) -> None:
         data = value.to_bytes()
-        await self._store.set(key, value)
+        if self.put is None:
+            await self._store.set(key, value)
+        else:
+            await asyncio.to_thread(self.put, key, data)
         self.written[key] = [len(data), hashlib.sha256(data).hexdigest()]
 
 
@@ -528,7 +537,9 @@ class ShardEncoder:
     def __init__(self, root: RootLike, split: str) -> None:
         self.location = StoreLocation.of(root)
         self.split = split
-        self.store = _HashingStore(self.location.zarr_store(group_name(split), read_only=False))
+        group = group_name(split)
+        put = (lambda key, data: self.location.write_bytes(f"{group}/{key}", data)) if self.location.remote else None
+        self.store = _HashingStore(self.location.zarr_store(group, read_only=False), put)
         self.group = zarr.open_group(self.store, mode="r+", use_consolidated=False)
 
     def write(self, shard: int, arrays: Mapping[str, np.ndarray], layout: Layout) -> dict[str, Any]:

@@ -290,3 +290,23 @@ def test_convert_writes_a_published_zip_to_s3(s3, tmp_path):
     assert converted.returncode == 0, converted.stderr
     assert json.loads(converted.stdout)["splits"] == {"dw_train": 3, "dw_test": 2}
     assert verify(url)[0] == []
+
+
+def test_quick_verify_never_trusts_the_checksum_of_a_multipart_upload(s3):
+    """S3 keeps a checksum of the parts' checksums for a multipart upload, not the object's SHA-256."""
+    import hashlib
+
+    server, bucket = s3
+    name = bucket.removeprefix("s3://")
+    client, part = server.client(), os.urandom(5 << 20)
+    upload = client.create_multipart_upload(Bucket=name, Key="big", ChecksumAlgorithm="SHA256")
+    parts = [client.upload_part(Bucket=name, Key="big", UploadId=upload["UploadId"], PartNumber=n, Body=part,
+                                ChecksumAlgorithm="SHA256") for n in (1, 2)]
+    client.complete_multipart_upload(Bucket=name, Key="big", UploadId=upload["UploadId"], MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": p["ETag"], "ChecksumSHA256": p["ChecksumSHA256"]}
+                  for n, p in zip((1, 2), parts, strict=True)]})
+    location = ObjectLocation(bucket)
+    assert location.stored_sha256("big") is None
+    assert location.sha256("big") == hashlib.sha256(part + part).hexdigest()
+    location.write_bytes("small", b"one put")
+    assert location.stored_sha256("small") == hashlib.sha256(b"one put").hexdigest()

@@ -98,6 +98,7 @@ SMALL: dict[str, Small] = {
     "python -m benchmark.perf.ee_build": Small("--concurrency 2 --memory 4,8 --full 2", slow=True),
     "python -m benchmark.perf.osm_rasterize --samples 20": Small("--samples 2", slow=True),
     "python -m benchmark.perf.store_read": Small("--samples 4 --reads 8", slow=True),
+    "python -m benchmark.perf.object_store": Small("--samples 4 --reads 4", slow=True),
     "python -m benchmark.perf.loader --samples 64 --epochs 2": Small("--samples 8 --epochs 1", slow=True),
     "python -m benchmark.perf.gpu_check --compile --json gpu_check.json": Small("--tiny", slow=True),
     "python -m benchmark.cromss --data demo-data --config benchmark/configs/cromss-demo.yaml --epochs 12 --T 8 "
