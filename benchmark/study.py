@@ -31,9 +31,10 @@ SECTIONS = ("store", "pretrain", "variants", "finetune")
 def ensure_stores(data: Path, store: dict[str, Any]) -> None:
     """Build the demo splits that are not there yet (the synthetic source; resumable like any build)."""
     from noldo.build import BuildSpec, build
+    from noldo.location import StoreLocation
     from noldo.store import list_splits
 
-    have = list_splits(data)
+    have = list_splits(data) if StoreLocation.of(data).is_store_dir() else []
     wanted = [("nol", store["samples"], store.get("tile", 264), 0),
               ("truth_train", store["truth_train"], store["truth_tile"], 1),
               ("truth_test", store["truth_test"], store["truth_tile"], 2)]

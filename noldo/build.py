@@ -44,7 +44,7 @@ from noldo.store import (
     SplitWriter,
     check_split_name,
     georef_arrays,
-    list_splits,
+    group_name,
     remove_split,
 )
 
@@ -239,7 +239,7 @@ class NewSplit:
         if overwrite:
             remove_split(self.location, self.spec.split)
             previous = None
-        if previous is not None and self.spec.split not in list_splits(self.location):
+        if previous is not None and not self.location.is_file(f"{group_name(self.spec.split)}/zarr.json"):
             log.warning("%s: the build state in %s is of a split no longer in the store; starting afresh",
                         self.location, self.state)  # a state directory apart from its store (--state)
             previous = None

@@ -138,6 +138,9 @@ class LocalLocation(StoreLocation):
     def __str__(self) -> str:
         return str(self.path)
 
+    def __reduce__(self) -> tuple:
+        return type(self), (str(self.path), None, self.state)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LocalLocation) and self.path.resolve() == other.path.resolve()
 
