@@ -89,7 +89,7 @@ class StoreLocation:
         """``root`` as a location (a location is returned as it is)."""
         return root if isinstance(root, StoreLocation) else StoreLocation(root)
 
-    #: True where several machines can reach the store (object storage); see :meth:`shared`.
+    #: True for object storage: every machine of a cluster reaches it, so dask workers may write its shards.
     remote = False
 
     def __repr__(self) -> str:

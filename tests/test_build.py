@@ -105,6 +105,7 @@ def test_sigkill_and_resume_gives_identical_arrays(tmp_path):
     assert verify(root)[0] == []
 
 
+@pytest.mark.slow  # 45 s; test_sigkill_and_resume_gives_identical_arrays covers resume by default
 def test_adding_an_array_is_a_build_that_resumes_after_sigkill(tmp_path):
     """`--like` runs the one build engine: killed with SIGKILL and re-run, it refetches no finished unit,
     gives the arrays of an uninterrupted run and prints the summary every build prints."""

@@ -268,7 +268,8 @@ def test_rebuild_from_a_scene_table(fake, tmp_path):
     ("no-credentials", "no Earth Engine credentials found: run `earthengine authenticate`"),
     ("missing-key", "does not exist"),
     ("bad-key", "cannot use the service-account key"),
-    ("closed-port", "cannot reach Earth Engine at http://127.0.0.1:9"),
+    # the client retries a closed port for ~20 s before it gives up: slow
+    pytest.param("closed-port", "cannot reach Earth Engine at http://127.0.0.1:9", marks=pytest.mark.slow),
 ])
 def test_credential_and_endpoint_errors(tmp_path, monkeypatch, setup, message):
     monkeypatch.setenv("HOME", str(tmp_path))

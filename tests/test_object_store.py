@@ -217,6 +217,7 @@ def test_a_training_epoch_reads_from_s3_a_batch_at_a_time(s3_store):
             torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_a_build_state_whose_store_was_deleted_starts_afresh_and_state_can_live_elsewhere(s3, tmp_path):
     _, bucket = s3
     url = f"{bucket}/demo"
