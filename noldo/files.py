@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 PARTIAL_SUFFIX = ".partial"
-_HASH_BLOCK = 4 << 20
+HASH_BLOCK = 4 << 20
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -36,12 +36,17 @@ def hash_file(path: Path, digest: Any = None, progress: Callable[[int], Any] | N
 
     ``progress(n)`` is called with each block's size.
     """
-    digest = hashlib.sha256() if digest is None else digest
     with open(path, "rb") as f:
-        while block := f.read(_HASH_BLOCK):
-            digest.update(block)
-            if progress is not None:
-                progress(len(block))
+        return hash_stream(f, digest, progress)
+
+
+def hash_stream(f: Any, digest: Any = None, progress: Callable[[int], Any] | None = None) -> Any:
+    """Feed an open binary file (local or remote) to a ``digest`` (a new sha256 by default) in blocks."""
+    digest = hashlib.sha256() if digest is None else digest
+    while block := f.read(HASH_BLOCK):
+        digest.update(block)
+        if progress is not None:
+            progress(len(block))
     return digest
 
 

@@ -33,7 +33,7 @@ import zarr
 from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
 
 from noldo.errors import NoldoError
-from noldo.files import atomic_write_bytes, remove_partials, sha256_file
+from noldo.files import HASH_BLOCK, atomic_write_bytes, hash_stream, remove_partials, sha256_file
 from noldo.hub import endpoint, git_blob_id, resolve_commit
 
 _URL = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://(?P<rest>.*)$")
@@ -47,7 +47,6 @@ OBJECT_SCHEMES = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "a
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "s3": {"use_listings_cache": False, "s3_additional_kwargs": {"ChecksumAlgorithm": "SHA256"}},
 }
-_HASH_BLOCK = 4 << 20
 SINGLE_PUT = 5 << 30  # S3's largest single PUT
 MANIFEST = "manifest.json"  # a store's list of files with their sha256 (noldo.manifest writes it)
 #: Shard indexes a reader of an object store keeps (a few KiB each).
@@ -300,13 +299,8 @@ class ObjectLocation(StoreLocation):
                 if info.get("type") != "directory"}
 
     def sha256(self, rel: str, progress: Callable[[int], Any] | None = None) -> str:
-        digest = hashlib.sha256()
-        with self.fs.open(self._key(rel), "rb", block_size=_HASH_BLOCK) as f:
-            while block := f.read(_HASH_BLOCK):
-                digest.update(block)
-                if progress is not None:
-                    progress(len(block))
-        return digest.hexdigest()
+        with self.fs.open(self._key(rel), "rb", block_size=HASH_BLOCK) as f:
+            return hash_stream(f, progress=progress).hexdigest()
 
     def stored_sha256(self, rel: str) -> str | None:
         """S3's own SHA-256 of an object written in one PUT (None for multipart or unchecked objects)."""

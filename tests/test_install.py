@@ -33,12 +33,17 @@ def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def install_requires(setup_cfg: Path = REPO / "setup.cfg") -> set[str]:
-    """The normalised distribution names of ``[options] install_requires``."""
+def requirements(section: str, key: str, setup_cfg: Path = REPO / "setup.cfg") -> set[str]:
+    """The normalised distribution names a setup.cfg entry lists (other extras of noldo left out)."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(setup_cfg)
-    lines = (line.split("#", 1)[0].strip() for line in parser["options"]["install_requires"].splitlines())
-    return {normalise(Requirement(line).name) for line in lines if line}
+    lines = (line.split("#", 1)[0].strip() for line in parser[section][key].splitlines())
+    return {normalise(Requirement(line).name) for line in lines if line and not line.startswith("noldo[")}
+
+
+def install_requires(setup_cfg: Path = REPO / "setup.cfg") -> set[str]:
+    """The normalised distribution names of ``[options] install_requires``."""
+    return requirements("options", "install_requires", setup_cfg)
 
 
 def third_party_imports(sources: dict[str, str]) -> dict[str, list[str]]:
@@ -76,14 +81,6 @@ def noldo_sources() -> dict[str, str]:
     return {str(path.relative_to(REPO)): path.read_text() for path in sorted(PACKAGE.rglob("*.py"))}
 
 
-def extra_requires(extra: str, setup_cfg: Path = REPO / "setup.cfg") -> set[str]:
-    """The normalised distribution names of one ``[options.extras_require]`` entry."""
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(setup_cfg)
-    lines = (line.split("#", 1)[0].strip() for line in parser["options.extras_require"][extra].splitlines())
-    return {normalise(Requirement(line).name) for line in lines if line and not line.startswith("noldo[")}
-
-
 #: Modules of the noldo package that only a setup.cfg extra makes usable (the loopback S3 server needs
 #: moto, a test dependency); nothing else in noldo imports them.
 EXTRA_ONLY = {"noldo/testing/s3.py": "test"}
@@ -97,7 +94,8 @@ def test_every_noldo_import_is_declared_in_install_requires():
     core = {where: text for where, text in sources.items() if where not in EXTRA_ONLY}
     assert undeclared(core, install_requires()) == {}
     for where, extra in EXTRA_ONLY.items():
-        assert undeclared({where: sources[where]}, install_requires() | extra_requires(extra)) == {}, where
+        declared = install_requires() | requirements("options.extras_require", extra)
+        assert undeclared({where: sources[where]}, declared) == {}, where
         importers = [w for w, text in core.items() if re.search(rf"\bnoldo\.testing\.{Path(where).stem}\b", text)]
         assert importers == [], f"{where} needs the {extra} extra; {importers} import it"
 
