@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from noldo.errors import choose
 
-#: Version of the on-disk store schema written by this noldo (group attribute ``schema_version``).
-SCHEMA_VERSION = 1
+#: Version of the on-disk store schema written by this noldo (group attribute ``schema_version``); CHANGELOG.md
+#: lists what each version changed. Version 2: GeoParquet index, CF attributes, the ``time`` array.
+SCHEMA_VERSION = 2
 
 #: Samples per shard: every array of a split is cut into shards of this many samples, written whole.
 SHARD_SAMPLES = 64
@@ -217,6 +218,11 @@ SEASON_HALF_WINDOW_DAYS = 15
 SEASON_MAX_OFFSET_DAYS = 365
 
 
+#: Encoding of the ``time`` array (CF): whole seconds since the epoch, int64, this value for "no scene" (NaT).
+TIME_UNITS = "seconds since 1970-01-01 00:00:00"
+NAT = -(2**63)
+
+
 @dataclass(frozen=True)
 class ArrayKind:
     """An array every split may hold: its dimensions, dtype, nodata and licence."""
@@ -225,8 +231,10 @@ class ArrayKind:
     dims: tuple[str, ...]
     dtype: str
     nodata: int | float | None  # None: no nodata value (georeference arrays)
-    description: str
+    description: str  # also the CF ``long_name``
     licence: str
+    units: str | None = None  # CF units (UDUNITS); None for class labels, which carry flag_values instead
+    standard_name: str | None = None  # CF standard name, where one exists
 
 
 #: Every array of the store schema (CATALOG.md, "Store layout"). ``band`` is the S2 band axis; S1 has its own
@@ -235,9 +243,9 @@ ARRAYS: dict[str, ArrayKind] = {
     a.name: a
     for a in (
         ArrayKind("s2", ("sample", "season", "band", "y", "x"), "uint16", 0,
-                  "Sentinel-2 L1C top-of-atmosphere digital numbers (reflectance × 10000)", "copernicus"),
+                  "Sentinel-2 L1C top-of-atmosphere digital numbers (reflectance × 10000)", "copernicus", "1"),
         ArrayKind("s1", ("sample", "season", "polarization", "y", "x"), "float32", float("nan"),
-                  "Sentinel-1 GRD backscatter σ⁰ in dB (VV, VH)", "copernicus"),
+                  "Sentinel-1 GRD backscatter σ⁰ in dB (VV, VH)", "copernicus", "dB"),
         ArrayKind("dw", ("sample", "season", "y", "x"), "uint8", 255,
                   "Dynamic World class 0–8 (noisy labels for nol, expert labels downstream)", "cc-by-4.0"),
         ArrayKind("osm", ("sample", "y", "x"), "uint8", 0,
@@ -245,15 +253,20 @@ ARRAYS: dict[str, ArrayKind] = {
         ArrayKind("truth", ("sample", "y", "x"), "uint8", 255,
                   "known land-cover truth, Dynamic World classes 0–8 (synthetic source only)", "cc0-1.0"),
         ArrayKind("s2_cloud", ("sample", "season", "y", "x"), "uint8", 255,
-                  "Cloud Score+ cs_cdf × 100 of the S2 scene: 0 = cloud or shadow … 100 = clear", "cloud-score-plus"),
+                  "Cloud Score+ cs_cdf × 100 of the S2 scene: 0 = cloud or shadow … 100 = clear", "cloud-score-plus",
+                  "percent"),
         ArrayKind("dw_trust", ("sample", "season", "y", "x"), "uint8", 255,
                   "cross-modal trust in each Dynamic World label, 0 … 254 (benchmark.audit); 255 = no label",
-                  "cc-by-4.0"),
+                  "cc-by-4.0", "1"),
         ArrayKind("crs_epsg", ("sample",), "int32", None, "EPSG code of the sample's UTM grid", "cc0-1.0"),
-        ArrayKind("center_lon", ("sample",), "float64", None, "longitude of the sample centre (°)", "cc0-1.0"),
-        ArrayKind("center_lat", ("sample",), "float64", None, "latitude of the sample centre (°)", "cc0-1.0"),
+        ArrayKind("center_lon", ("sample",), "float64", None, "longitude of the sample centre", "cc0-1.0",
+                  "degrees_east", "longitude"),
+        ArrayKind("center_lat", ("sample",), "float64", None, "latitude of the sample centre", "cc0-1.0",
+                  "degrees_north", "latitude"),
         ArrayKind("transform", ("sample", "affine"), "float64", None,
-                  "affine transform of the grid, rasterio order a, b, c, d, e, f", "cc0-1.0"),
+                  "affine transform of the grid, rasterio order a, b, c, d, e, f", "cc0-1.0", "m"),
+        ArrayKind("time", ("sample", "season"), "int64", NAT,
+                  "acquisition time of the Sentinel-2 scene (UTC)", "cc0-1.0", TIME_UNITS, "time"),
     )
 }
 
@@ -264,6 +277,8 @@ IMAGE_ARRAYS = ("s2", "s1", "dw", "osm", "truth", "s2_cloud", "dw_trust")
 #: work well); the index's ``s2_clear_tN`` is the share of such pixels.
 CLEAR_THRESHOLD = 60
 GEOREF_ARRAYS = ("crs_epsg", "center_lon", "center_lat", "transform")
+#: Arrays derived from the sample index when a split is finalised (schema 2 on): acquisition times.
+DERIVED_ARRAYS = ("time",)
 
 
 def array_kind(name: str) -> ArrayKind:

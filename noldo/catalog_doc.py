@@ -59,7 +59,7 @@ def _sections() -> list[str]:
         "    zarr.json            group attributes (see below) and consolidated metadata\n"
         "    <array>/zarr.json    array metadata: shape, dtype, dimension_names, codecs\n"
         "    <array>/c/<k>/0/...  shard k: samples 64·k … 64·k + 63\n"
-        "  <split>.parquet        sample index: row i describes sample i\n"
+        "  <split>.parquet        sample index (GeoParquet 1.1): row i describes sample i\n"
         "  .noldo/<split>/        build state (commit markers); not published\n```\n\n"
         f"Every array shares the leading `sample` axis. Image arrays are stored as shards of "
         f"{c.SHARD_SAMPLES} samples, each written whole and atomically (temporary name, then rename), so a "
@@ -74,8 +74,24 @@ def _sections() -> list[str]:
         "\n\nDimension sizes: `season` 4 (`nol`) or 1, `band` 13 (S2 order below), `polarization` 2 "
         "(VV, VH), `y`/`x` the tile size, `affine` 6. S1 has its own `polarization` dimension because "
         "xarray needs one size per dimension name.\n\n"
-        "`xarray.open_zarr(\"ROOT/nol.zarr\")` opens a split with named dimensions; `noldo.open(ROOT, "
-        "\"nol\")` also attaches `band`, `polarization`, `season` and `sample` coordinates.",
+        "`xarray.open_zarr(\"ROOT/nol.zarr\")` opens a split with named dimensions, nodata masked as NaN and "
+        "the coordinates `time` (sample, season), `center_lon` and `center_lat`; `noldo.open(ROOT, \"nol\")` "
+        "also attaches `band`, `polarization`, `season` and `sample` coordinates.",
+
+        "### CF attributes and time\n\n"
+        "Every array carries CF attributes (schema 2 on), so xarray and other CF readers interpret it without "
+        "noldo: `_FillValue` (the nodata above: S2 0, S1 NaN, labels 255, OSM 0 — xarray then shows them as "
+        "NaN, promoting integers to floats), `long_name`, `units` (S2 `1`: digital numbers, reflectance × "
+        "10000; S1 `dB`; `s2_cloud` `percent`), `standard_name` where CF has one (`longitude`, `latitude`, "
+        "`time`), `flag_values`/`flag_meanings` for the label arrays, and `coordinates` naming `time`, "
+        "`center_lon` and `center_lat`. `xarray.open_zarr(..., mask_and_scale=False)` or "
+        "`noldo.open(ROOT, mask=False)` give the stored integers; `benchmark` reads them with zarr "
+        "directly and never promotes them.\n\n"
+        f"`time` (sample, season) is the acquisition time of each season's Sentinel-2 scene: int64 "
+        f"`{c.TIME_UNITS}`, proleptic Gregorian, {c.NAT} (NaT) where a season has no scene, so xarray "
+        "decodes it to `datetime64` and `ds.groupby(\"time.season\")` works. It is written when a split is "
+        "finalised, from the index's `s2_time_tN` (the scene time Earth Engine reports) or, for sources "
+        "that record only a day (`date_tN`), noon UTC of that day.",
 
         "### Group attributes\n\n" + table(("attribute", "content"), (
             ("`schema_version`", f"store schema, currently {c.SCHEMA_VERSION}; readers refuse newer ones"),
@@ -96,7 +112,16 @@ def _sections() -> list[str]:
         "`ROOT/<split>.parquet` has one row per sample in array order, with at least `sample` (the "
         "sample id, e.g. `nol-0000173`), `shard` and `row_in_shard`. Sources add provenance columns: "
         "scene ids and acquisition times per season, cloud %, valid fractions, original ids, QC values "
-        "and rejection reasons.",
+        "and rejection reasons.\n\n"
+        "It is GeoParquet 1.1 (schema 2 on): `geometry` holds each sample's footprint, the outline of its "
+        "grid projected to lon/lat (EPSG:4326, WKB; a grid crossing the antimeridian is split into a "
+        "MultiPolygon of one polygon on each side), `bbox` is the GeoParquet covering column (`xmin`, "
+        "`ymin`, `xmax`, `ymax`), and the `geo` metadata names the CRS. `geopandas.read_parquet` reads it "
+        "as a GeoDataFrame; `noldo.Split.index()` returns the other columns as a DataFrame and "
+        "`Split.geo_index()` the GeoDataFrame.\n\n"
+        "Stores written before schema 2 still open, verify and train; `noldo upgrade ROOT` brings them "
+        "up to date in place (footprints, CF attributes, `time`, manifest; shards are not rewritten). "
+        "CHANGELOG.md lists what each schema version changed.",
 
         "### Manifest\n\n"
         "`ROOT/manifest.json`: `schema_version`, `dataset`, `created_utc`, `noldo_version`, `total_bytes`, "

@@ -10,7 +10,9 @@ commit marker per finished shard. Readers open a split with :meth:`Split.open`; 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import io
 import json
 import logging
 import math
@@ -18,6 +20,7 @@ import os
 import re
 import shutil
 import socket
+import struct
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -27,15 +30,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import zarr
 from zarr.codecs import BloscCodec
 
 from noldo import catalog
 from noldo._version import __version__
-from noldo.catalog import GEOREF_ARRAYS, SCHEMA_VERSION, SHARD_SAMPLES, array_kind
+from noldo.catalog import DERIVED_ARRAYS, GEOREF_ARRAYS, SCHEMA_VERSION, SHARD_SAMPLES, array_kind
 from noldo.errors import NoldoError
 from noldo.files import atomic_write_bytes, atomic_write_json
 from noldo.grid import Grid, grid_from_affine
+from noldo.index import GEO_COLUMNS, acquisition_times, geo_index, geoparquet_bytes
 from noldo.location import RootLike, StoreLocation
 
 log = logging.getLogger(__name__)
@@ -84,7 +90,13 @@ class Layout:
 
     @property
     def all_arrays(self) -> tuple[str, ...]:
+        """The arrays every shard writes: the image and georeference arrays."""
         return (*self.arrays, *GEOREF_ARRAYS)
+
+    @property
+    def stored_arrays(self) -> tuple[str, ...]:
+        """Every array of the split: :attr:`all_arrays` and those finalising derives from the index."""
+        return (*self.all_arrays, *DERIVED_ARRAYS)
 
     @property
     def shards(self) -> int:
@@ -154,6 +166,26 @@ def split_attributes(split: str, layout: Layout, provenance: Mapping[str, Any]) 
     }
 
 
+def cf_attributes(name: str) -> dict[str, Any]:
+    """The CF attributes of an array, so xarray masks its nodata and decodes its times by itself:
+    ``_FillValue``, ``long_name``, ``units``, ``standard_name``, ``flag_values``/``flag_meanings`` of a
+    label array, ``calendar`` of ``time``, and ``coordinates`` (the time and centre of each sample)."""
+    kind = array_kind(name)
+    attrs: dict[str, Any] = {"long_name": kind.description}
+    if kind.nodata is not None:  # xarray reads a float _FillValue as base64 of a little-endian double
+        attrs["_FillValue"] = (base64.b64encode(struct.pack("<d", kind.nodata)).decode()
+                               if np.dtype(kind.dtype).kind == "f" else kind.nodata)
+    attrs |= {k: v for k, v in (("units", kind.units), ("standard_name", kind.standard_name)) if v}
+    if name == "time":
+        attrs["calendar"] = "proleptic_gregorian"
+    if legend := catalog.ARRAY_LEGENDS.get(name):
+        attrs["flag_values"] = [c.value for c in legend]
+        attrs["flag_meanings"] = " ".join(re.sub(r"[^a-z0-9]+", "_", c.name.lower()).strip("_") for c in legend)
+    coordinates = [c for c in ("time", "center_lon", "center_lat")
+                   if c != name and set(array_kind(c).dims) <= set(kind.dims)]
+    return attrs | ({"coordinates": " ".join(coordinates)} if coordinates else {})
+
+
 def _create_arrays(group: zarr.Group, layout: Layout, names: tuple[str, ...]) -> None:
     for name in names:
         kind = array_kind(name)
@@ -169,7 +201,7 @@ def _create_arrays(group: zarr.Group, layout: Layout, names: tuple[str, ...]) ->
             fill_value=kind.nodata if kind.nodata is not None else 0,
             dimension_names=list(kind.dims),
             attributes={"description": kind.description, "licence": kind.licence,
-                        "nodata": _json_nodata(kind.nodata)},
+                        "nodata": _json_nodata(kind.nodata), **cf_attributes(name)},
         )
 
 
@@ -248,11 +280,26 @@ class Split:
         return self.location.is_file(index_name(self.name))
 
     def index(self, columns: list[str] | None = None) -> pd.DataFrame:
-        """The sample index (row i = sample i), or a clear error if it is missing."""
+        """The sample index (row i = sample i) as a DataFrame, without the footprints (:meth:`geo_index`
+        has them), or a clear error if it is missing."""
         if not self.has_index:
             raise NoldoError(f"{self.location}/{index_name(self.name)} is missing; re-run the command that made "
                              "the split, or noldo download")
-        return self.location.read_parquet(index_name(self.name), columns)
+        table = self.location.read_parquet(index_name(self.name), columns)
+        return table if columns else table.drop(columns=[c for c in GEO_COLUMNS if c in table.columns])
+
+    def index_columns(self) -> list[str]:
+        """The column names of the index file, footprints included."""
+        return pq.read_schema(pa.BufferReader(self.location.read_bytes(index_name(self.name)))).names
+
+    def geo_index(self):
+        """The sample index as a :class:`geopandas.GeoDataFrame` of footprints (EPSG:4326); a split
+        written before schema 2 gets its footprints computed from its grids."""
+        import geopandas as gpd
+
+        if self.attrs.get("schema_version", 1) >= 2:
+            return gpd.read_parquet(io.BytesIO(self.location.read_bytes(index_name(self.name))))
+        return geo_index(self.index(), self.grids())
 
     @cached_property
     def _ids(self) -> tuple[str, ...]:
@@ -286,8 +333,13 @@ class Split:
                                                                                                 strict=True)]
 
 
-def open_dataset(root: RootLike, split: str = "nol", chunks: Mapping[str, int] | None = None):
-    """Open a split as a lazy :class:`xarray.Dataset` with named dims and band/season/sample coordinates.
+def open_dataset(root: RootLike, split: str = "nol", chunks: Mapping[str, int] | None = None, mask: bool = True):
+    """Open a split as a lazy :class:`xarray.Dataset`: named dims, band/season/sample coordinates, the
+    ``time`` coordinate (sample, season) of acquisition times and CF attributes.
+
+    ``mask`` (default) turns nodata into NaN (S2 0, S1 NaN, labels 255, OSM 0; integers become floats);
+    ``mask=False`` keeps the stored integers. The times come from the index (the ``time`` array holds the
+    same); a split written before schema 2 gets the same masking and times (``noldo upgrade`` stores them).
 
     Example:
         >>> ds = noldo.open("demo-data", "nol")
@@ -296,7 +348,7 @@ def open_dataset(root: RootLike, split: str = "nol", chunks: Mapping[str, int] |
     import xarray as xr
 
     reader = Split.open(root, split)
-    ds = xr.open_zarr(reader.location.zarr_store(group_name(split)), consolidated=None,
+    ds = xr.open_zarr(reader.location.zarr_store(group_name(split)), consolidated=None, mask_and_scale=mask,
                       chunks=dict(chunks) if chunks is not None else {"sample": SHARD_SAMPLES})
     coords: dict[str, Any] = {
         "band": [b.name for b in catalog.S2_BANDS],
@@ -305,7 +357,16 @@ def open_dataset(root: RootLike, split: str = "nol", chunks: Mapping[str, int] |
     }
     if reader.has_index:
         coords["sample"] = np.array(reader.ids(), dtype=object)
-    return ds.assign_coords({k: v for k, v in coords.items() if k in ds.dims})
+    ds = ds.assign_coords({k: v for k, v in coords.items() if k in ds.dims})
+    if not reader.has_index:
+        return ds
+    if "time" not in ds.variables and mask:  # schema 1: no _FillValue to mask by
+        for name in reader.layout.arrays:
+            nodata = array_kind(name).nodata
+            ds[name] = ds[name] if isinstance(nodata, float) else ds[name].where(ds[name] != nodata)
+    # from the index already read for the ids (no request per shard), in memory as groupby("time.season") needs
+    times = acquisition_times(reader.index(), reader.layout.seasons).astype("datetime64[ns]")
+    return ds.assign_coords(time=(("sample", "season"), times, ds["time"].attrs if "time" in ds.variables else {}))
 
 
 def describe(root: RootLike) -> dict[str, Any]:
@@ -371,7 +432,7 @@ class SplitWriter:
         metadata: dict[str, Any] = {}
         group = zarr.create_group(zarr.storage.MemoryStore(metadata), zarr_format=3,
                                   attributes=split_attributes(self.split, self.layout, provenance))
-        _create_arrays(group, self.layout, self.layout.all_arrays)
+        _create_arrays(group, self.layout, self.layout.stored_arrays)
         for key in sorted(metadata, key=lambda k: k == "zarr.json"):
             self.location.write_bytes(f"{self.group_name}/{key}", metadata[key].to_bytes())
 
@@ -421,7 +482,7 @@ class SplitWriter:
         if not self.location.is_file(index_name(self.split)) or all(self.marker(k) for k in
                                                                     range(self.layout.shards)):
             return
-        table = self.location.read_parquet(index_name(self.split))
+        table = Split.open(self.location, self.split).index()
         for shard in range(self.layout.shards):
             files = {}
             for name in self.layout.all_arrays:
@@ -484,8 +545,9 @@ class SplitWriter:
         if samples > self.layout.samples:
             raise NoldoError(f"cannot grow {self.split} from {self.layout.samples} to {samples} samples")
         self.layout = replace(self.layout, samples=samples)
-        for name in self.layout.all_arrays:
-            self.group[name].resize(self.layout.shape(name))
+        for name in self.layout.stored_arrays:
+            if name in self.group:  # a split made before schema 2 has no derived arrays yet
+                self.group[name].resize(self.layout.shape(name))
         self.group.attrs["layout"] = self.layout.to_json()
 
     def finalize(self) -> dict[str, list]:
@@ -498,10 +560,8 @@ class SplitWriter:
             raise NoldoError(f"cannot finalise {self.split}: shards {missing[:5]} are not written yet")
         frames = [pd.read_parquet(self._fragment(k)) for k in range(self.layout.shards)]
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"sample": []})
-        self.location.write_bytes(index_name(self.split), table.to_parquet(index=False))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Consolidated metadata")
-            zarr.consolidate_metadata(self.location.zarr_store(self.group_name, read_only=False))
+        write_derived(self.location, self.split, self.group, self.layout, table)
+        consolidate(self.location, self.split)
         known: dict[str, list] = {}
         for k in range(self.layout.shards):
             known.update(self.marker(k)["files"])
@@ -558,6 +618,26 @@ class ShardEncoder:
             rel = shard_name(self.split, array, shard)
             files[rel] = self.store.written.pop(rel.removeprefix(f"{group_name(self.split)}/"))
         return {"files": files, "writer": {"host": socket.gethostname(), "pid": os.getpid()}}
+
+
+def write_derived(location: StoreLocation, split: str, group: zarr.Group, layout: Layout,
+                  table: pd.DataFrame) -> None:
+    """What a finished split derives from its index rows: the ``time`` array and the GeoParquet index
+    with each sample's footprint."""
+    if "time" not in group:
+        _create_arrays(group, layout, ("time",))
+    times = acquisition_times(table, layout.seasons).astype("int64")  # NaT is int64's minimum, catalog.NAT
+    group["time"].with_config({"write_empty_chunks": True})[:] = times
+    epsg, affine = group["crs_epsg"][:], group["transform"][:]
+    grids = [grid_from_affine(e, a, layout.height, layout.width) for e, a in zip(epsg, affine, strict=True)]
+    location.write_bytes(index_name(split), geoparquet_bytes(table, grids))
+
+
+def consolidate(location: StoreLocation, split: str) -> None:
+    """Write the split's consolidated metadata (the last step of every change to its arrays' metadata)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata")
+        zarr.consolidate_metadata(location.zarr_store(group_name(split), read_only=False))
 
 
 def _describe(layout: Layout) -> str:

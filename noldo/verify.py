@@ -49,7 +49,8 @@ def _check_split(root: StoreLocation, name: str, sizes: dict[str, int]) -> list[
         return [Problem(group_name(name), str(exc), _repair(root, None))]
     layout, problems = split.layout, []
     present = dict(split.group().arrays())
-    for array_name in layout.all_arrays:
+    schema = split.attrs["schema_version"]
+    for array_name in layout.stored_arrays if schema >= 2 else layout.all_arrays:
         kind = array_kind(array_name)
         array = present.get(array_name)
         if array is None:
@@ -72,10 +73,13 @@ def _check_split(root: StoreLocation, name: str, sizes: dict[str, int]) -> list[
         problems.append(Problem(index, "the sample index is missing", _repair(root, name)))
     else:
         try:
-            rows = split.index(["sample"])
+            rows = split.index()
             if len(rows) != layout.samples:
                 problems.append(Problem(index, f"has {len(rows)} rows for {layout.samples} samples",
                                         _repair(root, name, index)))
+            elif schema >= 2 and "geometry" not in split.index_columns():
+                problems.append(Problem(index, "has no sample footprints (geometry column)",
+                                        f"noldo upgrade {shlex.quote(str(root))}"))
         except Exception as exc:  # any parquet/arrow decoding error means a damaged index
             problems.append(Problem(index, f"cannot be read ({type(exc).__name__})", _repair(root, name, index)))
     return problems

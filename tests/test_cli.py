@@ -33,7 +33,7 @@ def test_info_json(example_store):
     s2 = nol["arrays"]["s2"]
     assert s2["shape"] == [70, 4, 13, 32, 32] and s2["dtype"] == "uint16"
     assert s2["bytes"] == data["s2"].nbytes and s2["stored_bytes"] > 0
-    assert set(nol["arrays"]) == {"s2", "s1", "dw", "crs_epsg", "center_lon", "center_lat", "transform"}
+    assert set(nol["arrays"]) == {"s2", "s1", "dw", "crs_epsg", "center_lon", "center_lat", "transform", "time"}
 
 
 def test_errors_are_one_line_without_traceback(tmp_path):

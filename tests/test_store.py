@@ -15,6 +15,7 @@ import xarray as xr
 import zarr
 
 import noldo
+from noldo.catalog import SCHEMA_VERSION
 from noldo.errors import NoldoError
 from noldo.store import Layout, Split, SplitWriter, remove_split
 from tests.helpers import example_arrays, write_example_store
@@ -41,7 +42,7 @@ def test_xarray_open_zarr_has_named_dims(example_store):
     assert ds.s1.dims == ("sample", "season", "polarization", "y", "x")
     assert ds.dw.dims == ("sample", "season", "y", "x")
     assert ds.transform.dims == ("sample", "affine")
-    assert ds.attrs["schema_version"] == 1 and ds.attrs["provenance"]["source"] == "example"
+    assert ds.attrs["schema_version"] == SCHEMA_VERSION and ds.attrs["provenance"]["source"] == "example"
     assert ds.attrs["legends"]["dw"][0] == {"value": 0, "name": "water", "colour": "#419BDF", "dw_value": None}
 
 

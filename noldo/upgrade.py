@@ -1,0 +1,46 @@
+"""``noldo upgrade``: bring a store written by an older noldo to the current store schema (CHANGELOG.md).
+
+Schema 1 → 2 adds, per split, the CF attributes of every array (xarray then masks nodata itself), the
+``time`` array of acquisition times, the footprints of the GeoParquet index, and then the new
+``schema_version``; finally the manifest is rewritten (unchanged shards keep their hashes). Every step
+rewrites whole objects and can be repeated, so an interrupted upgrade is finished by running it again.
+"""
+
+from __future__ import annotations
+
+import zarr
+
+from noldo.catalog import SCHEMA_VERSION
+from noldo.errors import NoldoError
+from noldo.location import RootLike, StoreLocation
+from noldo.lock import writing
+from noldo.manifest import known_hashes, read_manifest, write_manifest
+from noldo.store import Split, cf_attributes, consolidate, group_name, list_splits, write_derived
+
+
+def upgrade(root: RootLike) -> dict[str, list[str]]:
+    """Upgrade every split of ``root`` below :data:`~noldo.catalog.SCHEMA_VERSION`; returns the splits
+    ``upgraded`` and those already ``current``."""
+    location = StoreLocation.of(root)
+    splits = list_splits(location)
+    if not splits:
+        raise NoldoError(f"{location} holds no noldo splits (no <split>.zarr groups)")
+    done: dict[str, list[str]] = {"upgraded": [], "current": []}
+    with writing(location, *splits, command="noldo upgrade"):
+        for name in splits:
+            split = Split.open(location, name)
+            group = zarr.open_group(location.zarr_store(group_name(name), read_only=False), mode="r+",
+                                    use_consolidated=False)
+            if (split.attrs["schema_version"] >= SCHEMA_VERSION and "time" in group
+                    and "geometry" in split.index_columns()):
+                done["current"].append(name)
+                continue
+            for array_name, array in group.arrays():
+                array.update_attributes(cf_attributes(array_name))
+            write_derived(location, name, group, split.layout, split.index())
+            group.attrs["schema_version"] = SCHEMA_VERSION  # last: until then a re-run upgrades it again
+            consolidate(location, name)
+            done["upgraded"].append(name)
+        if done["upgraded"] and read_manifest(location) is not None:
+            write_manifest(location, known_hashes(location))
+    return done
