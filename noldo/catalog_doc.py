@@ -194,7 +194,7 @@ def _sections() -> list[str]:
         "\n\nThe published NoLDO-S12 files are distributed under the terms of the "
         f"[{c.HF_REPO}](https://huggingface.co/datasets/{c.HF_REPO}) dataset card.",
 
-        _citation_section(),
+        citation_section(),
     ]
 
 
@@ -206,7 +206,7 @@ def _citation(ref: c.Reference) -> str:
     return ", ".join((authors, f"“{ref.title}”", journal, str(ref.year), *links))
 
 
-def _bibtex(ref: c.Reference) -> str:
+def bibtex(ref: c.Reference) -> str:
     authors = [f"{a.split()[-1]}, {' '.join(a.split()[:-1])}" for a in ref.authors] + (["others"] if ref.et_al else [])
     fields = {"author": " and ".join(authors), "title": f"{{{ref.title}}}", "journal": ref.journal,
               "year": ref.year, "volume": ref.volume, "pages": ref.pages, "doi": ref.doi, "eprint": ref.arxiv,
@@ -215,13 +215,13 @@ def _bibtex(ref: c.Reference) -> str:
     return f"@article{{{ref.key},\n{body}}}"
 
 
-def _citation_section() -> str:
+def citation_section() -> str:
     main, *parts = c.REFERENCES
     return (
         f"## Citation\n\nIf you use {main.cite_for}, cite:\n\n{_citation(main)}.\n\n"
         "When you use these parts, also cite their sources:\n\n"
         + "\n".join(f"- {ref.cite_for}: {_citation(ref)}." for ref in parts)
-        + "\n\n```bibtex\n" + "\n\n".join(_bibtex(ref) for ref in c.REFERENCES) + "\n```"
+        + "\n\n```bibtex\n" + "\n\n".join(bibtex(ref) for ref in c.REFERENCES) + "\n```"
     )
 
 

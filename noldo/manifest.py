@@ -30,7 +30,8 @@ def store_files(root: RootLike, sizes: Mapping[str, int] | None = None) -> Itera
 
 
 def describe_file(rel: str, samples: Mapping[str, int]) -> dict[str, Any]:
-    """What a store file holds: split, array and sample range for shards; ``meta`` or ``index`` otherwise."""
+    """What a store file holds: split, array and sample range for shards; ``meta`` or ``index`` otherwise (no
+    split for a file about the whole store)."""
     if m := _SHARD.match(rel):
         split, shard = m["split"], int(m["shard"])
         start = shard * SHARD_SAMPLES
@@ -39,6 +40,8 @@ def describe_file(rel: str, samples: Mapping[str, int]) -> dict[str, Any]:
                 "sample_start": start, "sample_stop": stop, "n_samples": stop - start}
     if rel.endswith(".parquet") and "/" not in rel:
         return {"split": rel[: -len(".parquet")], "group": None, "array": "index"}
+    if not rel.split("/", 1)[0].endswith(".zarr"):  # about the whole store (README.md, stac/: docs/card.md, stac.md)
+        return {"split": None, "group": None, "array": "meta"}
     split = rel.split("/", 1)[0].removesuffix(".zarr")
     return {"split": split, "group": f"{split}.zarr", "array": "meta"}
 

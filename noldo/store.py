@@ -162,7 +162,7 @@ def split_attributes(split: str, layout: Layout, provenance: Mapping[str, Any]) 
         "provenance": {"noldo_version": __version__,
                        "created": datetime.now(UTC).isoformat(timespec="seconds"), **provenance},
         "licences": {k: asdict(catalog.LICENCES[k]) for k in used_licences},
-        "array_licences": {a: array_kind(a).licence for a in layout.all_arrays},
+        "array_licences": {a: array_kind(a).licence for a in layout.stored_arrays},
     }
 
 

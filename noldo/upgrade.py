@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zarr
 
-from noldo.catalog import SCHEMA_VERSION
+from noldo.catalog import SCHEMA_VERSION, array_kind
 from noldo.errors import NoldoError
 from noldo.location import RootLike, StoreLocation
 from noldo.lock import writing
@@ -38,6 +38,8 @@ def upgrade(root: RootLike) -> dict[str, list[str]]:
             for array_name, array in group.arrays():
                 array.update_attributes(cf_attributes(array_name))
             write_derived(location, name, group, split.layout, split.index())
+            licences = group.attrs.get("array_licences", {})
+            group.attrs["array_licences"] = {**licences, "time": array_kind("time").licence}
             group.attrs["schema_version"] = SCHEMA_VERSION  # last: until then a re-run upgrades it again
             consolidate(location, name)
             done["upgraded"].append(name)

@@ -47,6 +47,20 @@ def write_example_store(root: Path, samples: int = 70, seasons: int = 4, size: i
     return data
 
 
+def write_store_with_nodata(root: Path) -> dict[str, np.ndarray]:
+    """A finished 3-sample split with nodata in S2 (0), S1 (NaN) and DW (255), and times for one season."""
+    layout = Layout(3, 4, 16, 16, ("s2", "s1", "dw"))
+    data = example_arrays(layout)
+    data["s2"][0, 1, :, :5] = 0  # unimaged
+    data["s1"][1, 2, :, 3:] = np.nan
+    data["dw"][2, :, :4] = 255
+    writer = SplitWriter(root, "nol", layout, {"source": "example"})
+    index = pd.DataFrame({"sample": ["a", "b", "c"], "s2_time_t0": ["2021-01-05T10:00:00Z", None, None]})
+    writer.write_shard(0, data, index)
+    writer.finalize()
+    return data
+
+
 def assert_same_arrays(a, b) -> None:
     """The `nol` split of two stores (paths or URLs) holds the same arrays and the same sample index."""
     sa, sb = Split.open(a, "nol"), Split.open(b, "nol")

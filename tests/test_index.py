@@ -21,9 +21,9 @@ from noldo.catalog import SCHEMA_VERSION
 from noldo.cli import cli
 from noldo.grid import sample_grid
 from noldo.index import acquisition_times, footprint, footprints
-from noldo.store import Layout, Split, SplitWriter
+from noldo.store import Split
 from noldo.verify import verify
-from tests.helpers import example_arrays
+from tests.helpers import write_store_with_nodata
 
 OLD_STORE = Path(__file__).parent / "data" / "schema1-store"
 
@@ -71,21 +71,8 @@ def test_the_index_is_geoparquet_1_1_with_footprints_and_bbox(synthetic_store):
     assert split.geo_index().geometry.equals(frame.geometry)
 
 
-def _store_with_nodata(root: Path) -> dict[str, np.ndarray]:
-    layout = Layout(3, 4, 16, 16, ("s2", "s1", "dw"))
-    data = example_arrays(layout)
-    data["s2"][0, 1, :, :5] = 0  # unimaged
-    data["s1"][1, 2, :, 3:] = np.nan
-    data["dw"][2, :, :4] = 255
-    writer = SplitWriter(root, "nol", layout, {"source": "example"})
-    index = pd.DataFrame({"sample": ["a", "b", "c"], "s2_time_t0": ["2021-01-05T10:00:00Z", None, None]})
-    writer.write_shard(0, data, index)
-    writer.finalize()
-    return data
-
-
 def test_xarray_masks_nodata_and_decodes_times(tmp_path):
-    data = _store_with_nodata(tmp_path)
+    data = write_store_with_nodata(tmp_path)
     ds = xr.open_zarr(tmp_path / "nol.zarr")
     for name, nodata in (("s2", data["s2"] == 0), ("s1", np.isnan(data["s1"])), ("dw", data["dw"] == 255)):
         np.testing.assert_array_equal(np.isnan(ds[name].values), nodata, err_msg=name)

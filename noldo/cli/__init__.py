@@ -7,7 +7,20 @@ import sys
 import click
 
 from noldo._version import __version__
-from noldo.cli import build, catalog, convert, download, info, manifest, plot, regions, upgrade, verify
+from noldo.cli import (
+    build,
+    card,
+    catalog,
+    convert,
+    download,
+    info,
+    manifest,
+    plot,
+    regions,
+    stats,
+    upgrade,
+    verify,
+)
 from noldo.cli.options import Group, setup_logging, storage_options
 
 
@@ -35,7 +48,7 @@ def cli(ctx: click.Context, verbose: int, quiet: int, storage_option: tuple[str,
     setup_logging(verbose, quiet)
 
 
-for _module in (build, download, convert, regions, info, verify, manifest, upgrade, plot, catalog):
+for _module in (build, download, convert, regions, info, verify, manifest, upgrade, stats, card, plot, catalog):
     cli.add_command(_module.command)
 
 
