@@ -17,6 +17,7 @@ from noldo.cli import (
     manifest,
     plot,
     regions,
+    stac,
     stats,
     upgrade,
     verify,
@@ -48,7 +49,7 @@ def cli(ctx: click.Context, verbose: int, quiet: int, storage_option: tuple[str,
     setup_logging(verbose, quiet)
 
 
-for _module in (build, download, convert, regions, info, verify, manifest, upgrade, stats, card, plot, catalog):
+for _module in (build, download, convert, regions, info, verify, manifest, upgrade, stats, card, stac, plot, catalog):
     cli.add_command(_module.command)
 
 
