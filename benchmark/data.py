@@ -7,9 +7,10 @@ DataLoaders made here use the ``spawn`` start method explicitly.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,8 +21,9 @@ from torch.utils.data import Dataset
 from benchmark.tasks import IGNORE, get_task
 from noldo import catalog
 from noldo.errors import NoldoError
-from noldo.location import RootLike
-from noldo.store import Split
+from noldo.index import acquisition_times
+from noldo.location import RootLike, StoreLocation
+from noldo.store import Split, group_name, index_name
 
 NUM_CLASSES = len(catalog.DW_CLASSES)  # the pretraining classes: Dynamic World
 PRIOR_SIGMA, PRIOR_TRUNCATE = 3.0, 4.0
@@ -30,38 +32,93 @@ MP_CONTEXT = "spawn"  # zarr runs an event-loop thread: never fork a process tha
 
 
 # --- encodings ---------------------------------------------------------------------------------
-def _stats(modality: str, bands: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    table = catalog.S2_BANDS if modality == "s2" else catalog.S1_BANDS
-    mean = np.array([table[b].mean for b in bands], dtype="float64")[:, None, None]
-    std = np.array([table[b].std for b in bands], dtype="float64")[:, None, None]
-    return mean, std
+@dataclass(frozen=True)
+class Statistics:
+    """Mean and std per band of S2 (13 bands) and S1 (VV, VH), as the encodings use them.
+
+    ``ssl4eo`` is the paper's table (docs/method.md, "Normalisation statistics"); ``store`` the split's own,
+    computed by ``noldo stats`` (CATALOG.md, "Store statistics").
+    """
+
+    source: str
+    s2: tuple[tuple[float, float], ...]
+    s1: tuple[tuple[float, float], ...]
+
+    def of(self, modality: str, bands: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std), each (len(bands), 1, 1) float64, of some bands of a modality."""
+        table = np.array(self.s2 if modality == "s2" else self.s1, dtype="float64")[list(bands)]
+        return table[:, 0, None, None], table[:, 1, None, None]
 
 
-def encode(x: np.ndarray, modality: str, bands: Sequence[int], normalization: str = "cromss") -> np.ndarray:
-    """Encode (bands, H, W) S1 dB or S2 DN as the original pipeline does (docs/method.md, "Normalisation statistics").
+PAPER_STATISTICS = Statistics("ssl4eo", tuple((b.mean, b.std) for b in catalog.S2_BANDS),
+                              tuple((b.mean, b.std) for b in catalog.S1_BANDS))
+STATISTICS = ("ssl4eo", "store")
+
+
+def statistics(source: str, split: Split | None = None) -> Statistics:
+    """The statistics the encodings use: ``ssl4eo`` (the paper's table) or ``store`` (``split``'s own, from
+    ``noldo stats``; a clear error naming that command when the split has none)."""
+    if source == "ssl4eo":
+        return PAPER_STATISTICS
+    if source != "store":
+        raise NoldoError(f"stats must be one of {', '.join(STATISTICS)}, got {source!r}")
+    kept = split.attrs.get("statistics") if split is not None else None
+    if not kept or "s2" not in kept or "s1" not in kept:
+        where = f"{split.location} --split {split.name}" if split is not None else "ROOT --split SPLIT"
+        raise NoldoError(f"split {split.name if split else ''} has no S2 and S1 statistics; compute them with: "
+                         f"noldo stats {where}")
+    pairs = {m: tuple((kept[m][b.name]["mean"], kept[m][b.name]["std"]) for b in bands)
+             for m, bands in (("s2", catalog.S2_BANDS), ("s1", catalog.S1_BANDS))}
+    return Statistics("store", pairs["s2"], pairs["s1"])
+
+
+def encode(x: np.ndarray, modality: str, bands: Sequence[int], normalization: str = "cromss",
+           stats: Statistics = PAPER_STATISTICS) -> np.ndarray:
+    """Encode (bands, H, W) S1 dB or S2 DN as the original pipeline does (docs/method.md, "Normalisation statistics"),
+    or as TorchGeo's SSL4EO-S12 MoCo weights expect (docs/weights.md).
 
     ``cromss``: clip to mean ± 2·std per band, scale to [0, 1], truncate to 1/255 steps (the
-    SSL4EO-S12 uint8 encoding). ``zscore``: clip to mean ± 2·std, then (x − mean) / std. Nodata (S2 0,
-    S1 NaN) becomes 0 in both.
+    SSL4EO-S12 uint8 encoding). ``zscore``: clip to mean ± 2·std, then (x − mean) / std; both with the
+    mean and std of ``stats`` (the paper's table by default). ``ssl4eo-moco``:
+    the normalisation of TorchGeo's transforms for those weights, unclipped: S2 DN ÷ 10000, S1
+    (x − mean) / std with TorchGeo's statistics (VV −12.59 ± 5.26, VH −20.26 ± 5.91 dB). Nodata (S2 0,
+    S1 NaN) becomes 0 in all.
     """
-    mean, std = _stats(modality, bands)
-    low, high = mean - 2 * std, mean + 2 * std
     nodata = np.isnan(x) if modality == "s1" else x == 0
+    if normalization == "ssl4eo-moco":
+        if modality == "s2":
+            out = x.astype("float64") / 10000
+        else:
+            mean, std = (np.array(v)[list(bands), None, None] for v in ((-12.59, -20.26), (5.26, 5.91)))
+            out = (x.astype("float64") - mean) / std
+        return np.where(nodata, 0.0, out).astype("float32")
+    mean, std = stats.of(modality, bands)
+    low, high = mean - 2 * std, mean + 2 * std
     value = np.clip(np.where(nodata, low, x.astype("float64")), low, high)
     if normalization == "cromss":
         out = np.floor((value - low) / (high - low) * 255) / 255
     elif normalization == "zscore":
         out = (value - mean) / std
     else:
-        raise NoldoError(f"normalization must be 'cromss' or 'zscore', got {normalization!r}")
+        raise NoldoError(f"normalization must be 'cromss', 'zscore' or 'ssl4eo-moco', got {normalization!r}")
     return np.where(nodata, 0.0, out).astype("float32")
 
 
-def band_indices(modality: str, bands: str | Sequence[int]) -> tuple[int, ...]:
-    """Band indices of a modality: a subset name (``13B``, ``9B``) or explicit indices; S1 has VV, VH."""
+#: TorchGeo's SSL4EO-S12 keys every item has besides ours (where and when, and each channel's wavelength).
+GEO_KEYS = ("x", "y", "t", "wavelength")
+#: Central wavelength (µm) of each S2 band, and of Sentinel-1's C band as TorchGeo gives it.
+S2_WAVELENGTHS = tuple(b.wavelength_nm / 1000 for b in catalog.S2_BANDS)
+S1_WAVELENGTH = 55_500.0
+
+
+def band_indices(modality: str, bands: str | Sequence[int | str]) -> tuple[int, ...]:
+    """Band indices of a modality: a subset name (``13B``, ``9B``), or explicit indices or band names
+    (``["B04", "B3", "B2"]``: zero-padded aliases accepted, :func:`noldo.catalog.band_name`); S1 has VV, VH."""
     if modality == "s1":
         return (0, 1)
-    return catalog.band_subset(bands) if isinstance(bands, str) else tuple(bands)
+    if isinstance(bands, str):
+        return catalog.band_subset(bands)
+    return tuple(catalog.band_index(b) if isinstance(b, str) else int(b) for b in bands)
 
 
 # --- the spatial-temporal prior (docs/method.md, "Spatial-temporal label smoothing") ------------
@@ -182,13 +239,37 @@ class _Arrays(dict):
         return self[name]
 
 
-class _StoreDataset(Dataset):
-    """Base: a split of a store, opened lazily in whichever process reads it."""
+class DatasetNotFoundError(NoldoError, FileNotFoundError):
+    """A dataset's store or split is missing; the message names the command that makes or fetches it."""
 
-    def __init__(self, root: RootLike, split: str, min_clear: int | None = None) -> None:
+
+class _StoreDataset(Dataset):
+    """Base: a split of a store, opened lazily in whichever process reads it, in TorchGeo's dataset shape
+    (class-level metadata, ``transforms``, ``_verify``, ``plot``; docs/torchgeo.md).
+
+    Every item also has TorchGeo's SSL4EO-S12 keys: ``x``, ``y`` (the sample centre in its UTM grid, m),
+    ``t`` (the acquisition time of its season, seconds since 1970, NaN when unknown), one value per season
+    of the item, and ``wavelength`` (µm) of each image channel (S2 bands, then S1, whose C-band radar
+    wavelength TorchGeo gives as 55 500 µm).
+    """
+
+    #: The splits of NoLDO-S12 (CATALOG.md, "Splits"); custom split names are accepted too.
+    splits: ClassVar[tuple[str, ...]] = tuple(catalog.SPLITS)
+    all_bands: ClassVar[tuple[str, ...]] = tuple(b.name for b in catalog.S2_BANDS)
+    s1_bands: ClassVar[tuple[str, ...]] = tuple(b.name for b in catalog.S1_BANDS)
+    rgb_bands: ClassVar[tuple[str, ...]] = ("B4", "B3", "B2")
+    classes: ClassVar[tuple[str, ...]] = tuple(c.name for c in catalog.DW_CLASSES)
+
+    def __init__(self, root: RootLike, split: str, min_clear: int | None = None, stats: str = "ssl4eo",
+                 transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+        self._verify(root, split)
         self.store = Split.open(root, split)  # schema-checked; refuses stores of a newer noldo
         self.root, self.split, self.layout = self.store.location, split, self.store.layout
+        self.stats = statistics(stats, self.store)
+        self.transforms = transforms
         self.ids = self.store.ids()
+        times = acquisition_times(self.store.index(), self.layout.seasons)
+        self.times = np.where(np.isnat(times), np.nan, times.astype("int64")).astype("float64")
         self.min_clear = min_clear
         if min_clear is not None:
             if not 0 <= min_clear <= 100:
@@ -197,6 +278,18 @@ class _StoreDataset(Dataset):
         self._group: _Arrays | None = None
         self._pid: int | None = None
         self._readers: tuple[int, ThreadPoolExecutor] | None = None
+        self._centres: np.ndarray | None = None
+
+    @staticmethod
+    def _verify(root: RootLike, split: str) -> None:
+        """Cheap check that the split exists (its group and index); the full check is ``noldo verify``."""
+        location = StoreLocation.of(root)
+        if location.is_file(f"{group_name(split)}/zarr.json") and location.is_file(index_name(split)):
+            return
+        raise DatasetNotFoundError(
+            f"Dataset not found in `root={str(location)!r}`: no split {split!r} there. Fetch the published data "
+            f"with `noldo download --out {location}`, or build it with `noldo build --region REGION --split "
+            f"{split} --out {location}` (`--region demo --source synthetic` for the demo)")
 
     @property
     def group(self) -> _Arrays:
@@ -207,6 +300,26 @@ class _StoreDataset(Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_group": None, "_pid": None, "_readers": None}  # workers open their own
+
+    def _where_and_when(self, index: int, seasons: Sequence[int], channels: Sequence[float]) -> dict[str, Any]:
+        """TorchGeo's ``x``, ``y``, ``t`` (one per season) and ``wavelength`` (one per channel) of an item."""
+        if self._centres is None:  # one read of the small transform array per process
+            affine = self.group["transform"][:]
+            self._centres = np.stack([affine[:, 2] + affine[:, 0] * self.layout.width / 2,
+                                      affine[:, 5] + affine[:, 4] * self.layout.height / 2], axis=1)
+        x, y = self._centres[index]
+        return {"x": torch.full((len(seasons),), x, dtype=torch.float64),
+                "y": torch.full((len(seasons),), y, dtype=torch.float64),
+                "t": torch.from_numpy(self.times[index, list(seasons)]),
+                "wavelength": torch.tensor(channels, dtype=torch.float32)}
+
+    def _finish(self, item: dict[str, Any]) -> dict[str, Any]:
+        return self.transforms(item) if self.transforms is not None else item
+
+    def plot(self, sample: dict[str, Any], show_titles: bool = True, suptitle: str | None = None):
+        """A matplotlib Figure of an item (TorchGeo's signature): RGB from the item's bands by name, S1 VV,
+        the label, the prior's arg-max and a ``prediction`` if the item has one."""
+        return plot(sample, self.legend, rgb=self.rgb_indices, show_titles=show_titles, suptitle=suptitle)
 
     def __getitems__(self, keys: Sequence[Any]) -> list[dict[str, Any]]:
         """The items of a batch (PyTorch's DataLoader asks for a batch this way). On object storage they are
@@ -243,6 +356,8 @@ class NoLPretrainDataset(_StoreDataset):
         crop: output size (random crop when augmenting, centre crop otherwise); None keeps the tile.
         augment: random crop, flips and rotation, applied jointly to images, prior and label.
         normalization: ``cromss`` (the original uint8-style encoding) or ``zscore``.
+        stats: the mean and std they use: ``ssl4eo`` (the paper's table) or ``store`` (the split's own, from
+            ``noldo stats``).
         rotation: ``90`` or ``free`` (see :func:`augment`).
         season: a fixed season (validation) instead of a random one per item.
         min_clear: ignore labels whose cloud score (``s2_cloud``) is under this (0–100; None: all labels).
@@ -263,10 +378,14 @@ class NoLPretrainDataset(_StoreDataset):
     def __init__(self, root: RootLike, split: str = "nol", bands: str | Sequence[int] = "13B",
                  crop: int | None = 256, augment: bool = True, normalization: str = "cromss",
                  rotation: str = "90", season: int | None = None, prior: str = "cpu", seed: int | None = None,
-                 min_clear: int | None = None, loader: str = "item"):
-        super().__init__(root, split, min_clear)
+                 min_clear: int | None = None, loader: str = "item", stats: str = "ssl4eo",
+                 transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None):
+        super().__init__(root, split, min_clear, stats, transforms)
         self._require("s1", "s2", "dw")
         self.bands = band_indices("s2", bands)
+        self.legend = catalog.DW_CLASSES
+        self.rgb_indices = _rgb_indices(self.bands)
+        self.wavelengths = (*(S2_WAVELENGTHS[b] for b in self.bands), S1_WAVELENGTH, S1_WAVELENGTH)
         self.crop, self.augment, self.normalization = crop, augment, normalization
         self.rotation, self.season, self.prior_mode, self.seed = rotation, season, prior, seed
         self.seasons, self.loader = self.layout.seasons, loader
@@ -285,11 +404,12 @@ class NoLPretrainDataset(_StoreDataset):
             labels = np.where(cloudy, IGNORE, labels).astype(labels.dtype)
         rows, cols = _window(labels.shape[-2:], self.crop, rng if self.augment else None)
         meta = {"sample": self.ids[index], "index": index, "season": season}
+        where = self._where_and_when(index, (season,), self.wavelengths)
         if self.loader == "device":
-            return self._raw_item(index, season, labels, rows, cols, rng) | {"meta": meta}
-        arrays = {"s1": encode(g["s1"][index, season][:, rows, cols], "s1", (0, 1), self.normalization),
+            return self._finish(self._raw_item(index, season, labels, rows, cols, rng) | where | {"meta": meta})
+        arrays = {"s1": encode(g["s1"][index, season][:, rows, cols], "s1", (0, 1), self.normalization, self.stats),
                   "s2": encode(g["s2"][index, season][list(self.bands), rows, cols], "s2", self.bands,
-                               self.normalization),
+                               self.normalization, self.stats),
                   "label": labels[season][rows, cols].astype("int64")}
         if "truth" in self.layout.arrays:  # a synthetic store: keep the truth for diagnostics
             arrays["truth"] = g["truth"][index][rows, cols].astype("int64")
@@ -300,8 +420,7 @@ class NoLPretrainDataset(_StoreDataset):
         if self.augment:
             arrays = augment(arrays, rng, None, self.rotation)
         item = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-        item["meta"] = meta
-        return item
+        return self._finish(item | where | {"meta": meta})
 
     def _raw_item(self, index: int, season: int, labels: np.ndarray, rows: slice, cols: slice,
                   rng: np.random.Generator) -> dict[str, Any]:
@@ -317,7 +436,8 @@ class NoLPretrainDataset(_StoreDataset):
         draws = flips_and_turns(rng, self.rotation) if self.augment else (False, False, 0)
         item = {k: torch.from_numpy(v) for k, v in arrays.items()}
         item["draws"] = torch.tensor(draws, dtype=torch.int64)
-        item["raw"] = {"bands": self.bands, "normalization": self.normalization, "prior": self.prior_mode != "none"}
+        item["raw"] = {"bands": self.bands, "normalization": self.normalization, "stats": self.stats,
+                       "prior": self.prior_mode != "none"}
         return item
 
 
@@ -333,13 +453,17 @@ class DownstreamDataset(_StoreDataset):
     def __init__(self, root: RootLike, split: str, task: str = "dw", modality: str = "s2",
                  bands: str | Sequence[int] = "13B", crop: int | None = None, augment: bool = False,
                  normalization: str = "cromss", season: int = 0, seed: int | None = None,
-                 min_clear: int | None = None):
-        super().__init__(root, split, min_clear)
+                 min_clear: int | None = None, stats: str = "ssl4eo",
+                 transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None):
+        super().__init__(root, split, min_clear, stats, transforms)
         self.task = get_task(task)
         if modality not in ("s1", "s2"):
             raise NoldoError(f"modality must be 's1' or 's2', got {modality!r}")
         self._require(modality, self.task.array)
         self.num_classes, self.modality, self.bands = self.task.num_classes, modality, band_indices(modality, bands)
+        self.classes, self.legend = tuple(self.task.class_names), self.task.legend
+        self.rgb_indices = _rgb_indices(self.bands) if modality == "s2" else None
+        self.wavelengths = tuple(S2_WAVELENGTHS[b] for b in self.bands) if modality == "s2" else (S1_WAVELENGTH,) * 2
         self.crop, self.augment, self.normalization, self.season, self.seed = crop, augment, normalization, season, seed
 
     @property
@@ -358,14 +482,15 @@ class DownstreamDataset(_StoreDataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, rng = _item_rng(key, self.seed)
         image = self.group[self.modality][index, self.season][list(self.bands)]
-        arrays = {"image": encode(image, self.modality, self.bands, self.normalization), "label": self._label(index)}
+        arrays = {"image": encode(image, self.modality, self.bands, self.normalization, self.stats),
+                  "label": self._label(index)}
         if self.augment:
             arrays = augment(arrays, rng, self.crop)
         elif self.crop is not None:
             arrays = _centre_crop(arrays, self.crop)
         item = {k: torch.from_numpy(v) for k, v in arrays.items()}
         item["meta"] = {"sample": self.ids[index], "index": index, "modality": self.modality}
-        return item
+        return self._finish(item | self._where_and_when(index, (self.season,), self.wavelengths))
 
 
 def _item_rng(key: int | tuple[int, int], seed: int | None) -> tuple[int, np.random.Generator]:
@@ -463,30 +588,40 @@ def loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int = 0, d
                                        persistent_workers=workers > 0)
 
 
-def plot(sample: dict[str, Any], legend: tuple[catalog.LandCoverClass, ...] = catalog.DW_CLASSES):
-    """A matplotlib Figure of a dataset item: S2 (or the image) as RGB-ish, S1 VV, label, prior arg-max."""
+def _rgb_indices(bands: Sequence[int]) -> tuple[int, int, int] | None:
+    """Positions of B4, B3, B2 among the selected S2 bands (None if one is missing)."""
+    wanted = [catalog.band_index(name) for name in _StoreDataset.rgb_bands]
+    return tuple(bands.index(b) for b in wanted) if all(b in bands for b in wanted) else None
+
+
+def plot(sample: dict[str, Any], legend: tuple[catalog.LandCoverClass, ...] = catalog.DW_CLASSES,
+         rgb: Sequence[int] | None = None, show_titles: bool = True, suptitle: str | None = None):
+    """A matplotlib Figure of a dataset item: S2 (or the image) as RGB from the channels ``rgb`` (B4, B3, B2 by
+    default, which the datasets' ``plot`` finds by name among their bands), S1 VV, label, prior arg-max and
+    ``prediction``. Encoded values in [0, 1] are shown as they are."""
     from matplotlib.figure import Figure
 
     from noldo.plot import label_colours
 
     panels = []
     image = sample.get("s2", sample.get("image"))
-    if image is not None and image.shape[0] >= 3:
-        rgb = image[[3, 2, 1]] if image.shape[0] >= 4 else image[:3]
-        panels.append(("image (RGB bands)", np.clip(rgb.permute(1, 2, 0).numpy(), 0, 1)))
+    if image is not None and image.shape[0] > 2 and rgb is not None:
+        panels.append(("S2 (B4, B3, B2)", np.clip(image[list(rgb)].permute(1, 2, 0).numpy(), 0, 1)))
     if "s1" in sample or (image is not None and image.shape[0] == 2):
         vv = sample["s1"][0] if "s1" in sample else image[0]
         panels.append(("S1 VV (encoded)", vv.numpy()))
-    label = sample["label"].numpy()
-    panels.append(("label", label_colours(label.astype("uint8"), legend)))
+    for key, title in (("label", "label"), ("prediction", "prediction")):
+        if key in sample:
+            panels.append((title, label_colours(np.asarray(sample[key]).astype("uint8"), legend)))
     if "prior" in sample:
         panels.append(("prior (arg-max)", label_colours(sample["prior"].argmax(0).numpy().astype("uint8"), legend)))
     fig = Figure(figsize=(3.2 * len(panels), 3.4))
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, data) in zip(axes[0], panels, strict=True):
         ax.imshow(data, cmap="gray" if data.ndim == 2 else None, interpolation="nearest")
-        ax.set_title(title)
+        if show_titles:
+            ax.set_title(title)
         ax.set_axis_off()
-    fig.suptitle(str(sample.get("meta", {}).get("sample", "")))
+    fig.suptitle(suptitle if suptitle is not None else str(sample.get("meta", {}).get("sample", "")))
     fig.tight_layout()
     return fig

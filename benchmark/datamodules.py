@@ -26,16 +26,16 @@ class NoLDataModule(L.LightningDataModule):
     def __init__(self, root: str | Path, split: str = "nol", bands: str = "13B", crop: int = 256,
                  batch_size: int = 8, workers: int = 0, val_fraction: float = 0.05, normalization: str = "cromss",
                  rotation: str = "90", prior: str = "cpu", seed: int = 0, min_clear: int | None = None,
-                 loader: str = "item"):
+                 loader: str = "item", stats: str = "ssl4eo"):
         super().__init__()
         self.root, self.split, self.bands, self.crop, self.min_clear = root, split, bands, crop, min_clear
-        self.loader = loader
+        self.loader, self.stats = loader, stats
         self.batch_size, self.workers, self.val_fraction = batch_size, workers, val_fraction
         self.normalization, self.rotation, self.prior, self.seed = normalization, rotation, prior, seed
 
     def setup(self, stage: str | None = None) -> None:
         common = {"split": self.split, "bands": self.bands, "crop": self.crop, "normalization": self.normalization,
-                  "prior": self.prior, "min_clear": self.min_clear, "loader": self.loader}
+                  "prior": self.prior, "min_clear": self.min_clear, "loader": self.loader, "stats": self.stats}
         self.train_set = NoLPretrainDataset(self.root, augment=True, rotation=self.rotation, seed=self.seed, **common)
         self.val_set = NoLPretrainDataset(self.root, augment=False, season=0, **common)
         self.train_ids, self.val_ids = split_indices(len(self.train_set), self.val_fraction, self.seed)
@@ -57,9 +57,10 @@ class DownstreamDataModule(L.LightningDataModule):
     def __init__(self, root: str | Path, task: str, modality: str, train_split: str, test_split: str,
                  val_split: str | None = None, bands: str = "13B", crop: int | None = None, batch_size: int = 8,
                  workers: int = 0, train_fraction: float = 1.0, normalization: str = "cromss", seed: int = 0,
-                 min_clear: int | None = None):
+                 min_clear: int | None = None, stats: str = "ssl4eo"):
         super().__init__()
         self.root, self.task, self.modality, self.bands, self.min_clear = root, task, modality, bands, min_clear
+        self.stats = stats
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.crop, self.batch_size, self.workers = crop, batch_size, workers
         self.train_fraction, self.normalization, self.seed = train_fraction, normalization, seed
@@ -67,7 +68,8 @@ class DownstreamDataModule(L.LightningDataModule):
     def dataset(self, which: str, augment: bool = False) -> DownstreamDataset:
         return DownstreamDataset(self.root, self.splits[which], self.task, self.modality, self.bands,
                                  crop=self.crop if augment else None, augment=augment,
-                                 normalization=self.normalization, seed=self.seed, min_clear=self.min_clear)
+                                 normalization=self.normalization, seed=self.seed, min_clear=self.min_clear,
+                                 stats=self.stats)
 
     def setup(self, stage: str | None = None) -> None:
         self.train_set = self.dataset("train", augment=True)

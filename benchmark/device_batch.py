@@ -15,28 +15,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.data import PRIOR_RADIUS, _stats, encode, prior_batch
+from benchmark.data import GEO_KEYS, PAPER_STATISTICS, PRIOR_RADIUS, Statistics, encode, prior_batch
 
 
 @lru_cache(maxsize=8)
-def _s2_table(bands: tuple[int, ...], normalization: str, device: torch.device) -> torch.Tensor:
+def _s2_table(bands: tuple[int, ...], normalization: str, stats: Statistics, device: torch.device) -> torch.Tensor:
     """(bands, 65536): the encoding of every uint16 value of each band."""
     values = np.broadcast_to(np.arange(2**16, dtype="uint16")[None, :, None], (len(bands), 2**16, 1))
-    return torch.from_numpy(encode(values, "s2", bands, normalization)[..., 0]).to(device)
+    return torch.from_numpy(encode(values, "s2", bands, normalization, stats)[..., 0]).to(device)
 
 
-def encode_s2(x: torch.Tensor, bands: tuple[int, ...], normalization: str = "cromss") -> torch.Tensor:
+def encode_s2(x: torch.Tensor, bands: tuple[int, ...], normalization: str = "cromss",
+              stats: Statistics = PAPER_STATISTICS) -> torch.Tensor:
     """:func:`~benchmark.data.encode` of a (N, bands, H, W) uint16 batch, by table look-up, one band at a time."""
-    table = _s2_table(tuple(bands), normalization, x.device)
+    table = _s2_table(tuple(bands), normalization, stats, x.device)
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     for c in range(x.shape[1]):
         out[:, c] = table[c][x[:, c].int()]
     return out
 
 
-def encode_s1(x: torch.Tensor, normalization: str = "cromss") -> torch.Tensor:
+def encode_s1(x: torch.Tensor, normalization: str = "cromss", stats: Statistics = PAPER_STATISTICS) -> torch.Tensor:
     """:func:`~benchmark.data.encode` of a (N, 2, H, W) float32 dB batch: its operations, in float64."""
-    mean, std = (torch.from_numpy(a).to(x.device)[None] for a in _stats("s1", (0, 1)))
+    mean, std = (torch.from_numpy(a).to(x.device)[None] for a in stats.of("s1", (0, 1)))
     low, high = mean - 2 * std, mean + 2 * std
     nodata = torch.isnan(x)
     value = torch.where(nodata, low, x.double()).clamp(low, high)
@@ -64,11 +65,11 @@ def device_batch(raw: dict[str, Any]) -> dict[str, Any]:
     spec, draws, r = raw["raw"], raw["draws"], PRIOR_RADIUS
     labels = flip_and_turn(raw["labels"], draws)
     season = torch.tensor([m["season"] for m in raw["meta"]], device=labels.device)
-    batch = {"s1": flip_and_turn(encode_s1(raw["s1"], spec["normalization"]), draws),
-             "s2": flip_and_turn(encode_s2(raw["s2"], spec["bands"], spec["normalization"]), draws),
+    batch = {"s1": flip_and_turn(encode_s1(raw["s1"], spec["normalization"], spec["stats"]), draws),
+             "s2": flip_and_turn(encode_s2(raw["s2"], spec["bands"], spec["normalization"], spec["stats"]), draws),
              "label": labels[torch.arange(len(season), device=labels.device), season, r:-r, r:-r].long()}
     if "truth" in raw:
         batch["truth"] = flip_and_turn(raw["truth"], draws).long()
     if spec["prior"]:
         batch["prior"] = prior_batch(labels, season, margin=r)
-    return batch | {"meta": raw["meta"]}
+    return batch | {k: raw[k] for k in GEO_KEYS if k in raw} | {"meta": raw["meta"]}

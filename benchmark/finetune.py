@@ -5,6 +5,11 @@ FPN for OSM, PSPNet for DFC2020) around the transferred encoder, frozen or fine-
 a cosine decay to 1e-5 over 40 epochs then flat, 50 epochs, batch 32, CE + Dice with 255 ignored.
 Metrics come from one confusion matrix over the whole test split (no sample is dropped).
 
+The encoder comes from ``--weights`` (docs/weights.md): a pretraining checkpoint, a released CromSS
+encoder (``cromss:S2_13B_MID``) or a TorchGeo baseline (``torchgeo:SENTINEL2_ALL_MOCO=FILE``); inputs are
+encoded as those weights expect (CromSS: ``cromss``; TorchGeo's SSL4EO-S12 MoCo: ``ssl4eo-moco``, S2 ÷ 10000),
+and the results row is named after them (``weights_label``, e.g. ``torchgeo-ssl4eo-moco``).
+
 Deliberate differences from the original code: "frozen" keeps the encoder in eval mode, so its
 BatchNorm statistics stay those of pretraining (``--bn-update`` reproduces the original's updating
 statistics); a validation split is used for monitoring when the data has one; evaluation tiles are
@@ -68,6 +73,7 @@ def finetune(data: str | Path, config: dict[str, Any], run: str | Path | None = 
     from benchmark.finetune_module import FinetuneModule
     from benchmark.metrics import scores_from_confusion
     from benchmark.runs import run_folder, save_config, select_device
+    from benchmark.weights import resolve
     from noldo.store import list_splits
 
     started = time.monotonic()
@@ -75,8 +81,14 @@ def finetune(data: str | Path, config: dict[str, Any], run: str | Path | None = 
     task = get_task(config["task"])
     if config["val_split"] and config["val_split"] not in list_splits(data):
         config["val_split"] = None  # no separate validation split in this store: monitor on the test split
-    weights = None if str(config["weights"]).lower() == "random" else str(config["weights"])
-    config["weights_label"] = config["weights_label"] or ("random" if weights is None else Path(weights).stem)
+    config["weights"] = str(config["weights"])  # a path, or a member as its name (cromss:NAME, torchgeo:NAME)
+    weights = None if config["weights"].lower() == "random" else config["weights"]
+    pretrained = resolve(weights, config["modality"])[0] if weights else None
+    meta = pretrained.meta if pretrained else {"label": "random", "normalization": "cromss", "model": None}
+    if meta["model"] not in (None, config["encoder"]):
+        raise NoldoError(f"{weights} is a {meta['model']} encoder; give --encoder {meta['model']}")
+    config["weights_label"] = config["weights_label"] or meta["label"]
+    config["normalization"] = meta["normalization"]  # the input encoding the weights expect
     folder = run_folder(run, f"finetune-{config['task']}-{config['modality']}")
     config["results"] = str(config["results"] or folder.parent / "results.csv")
     save_config(folder, {**config, "data": str(data)})
@@ -84,7 +96,7 @@ def finetune(data: str | Path, config: dict[str, Any], run: str | Path | None = 
     data_module = DownstreamDataModule(
         data, config["task"], config["modality"], config["train_split"], config["test_split"], config["val_split"],
         config["bands"], config["crop"], config["batch_size"], config["workers"], config["train_fraction"],
-        seed=config["seed"], min_clear=config["min_clear"])
+        config["normalization"], seed=config["seed"], min_clear=config["min_clear"])
     data_module.setup()
     height, width = data_module.train_set.group[config["modality"]].shape[-2:]
     if config["crop"] and config["crop"] > min(height, width):  # here, not in a loader worker
@@ -180,7 +192,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", dest="run", type=Path, help=argparse.SUPPRESS)  # the old name of --run
     p.add_argument("--task", choices=sorted(TASKS), help="dw, osm, dfc2020 or truth (synthetic stores) [dw]")
     p.add_argument("--modality", choices=["s1", "s2"], help="[s2]")
-    p.add_argument("--weights", help="a pretraining checkpoint (ours or the released CromSS ones), or random")
+    p.add_argument("--weights", metavar="WEIGHTS",
+                   help="random; a pretraining checkpoint (ours or a released CromSS one); or pretrained weights by "
+                        "name, FAMILY:NAME[=FILE]: cromss:S2_13B_MID … (the released encoders, fetched by noldo "
+                        "download without FILE), torchgeo:SENTINEL2_ALL_MOCO or torchgeo:SENTINEL1_GRD_MOCO "
+                        "(TorchGeo's SSL4EO-S12 MoCo ResNet-50s, with their input normalisation); docs/weights.md "
+                        "[random]")
     p.add_argument("--weights-label", dest="weights_label", help="the row name in the results table")
     p.add_argument("--mode", choices=["frozen", "finetune"], help="[finetune]")
     p.add_argument("--decoder", choices=["deeplabv3plus", "fpn", "pspnet", "unet"],

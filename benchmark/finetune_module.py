@@ -14,8 +14,9 @@ import segmentation_models_pytorch as smp
 import torch
 
 from benchmark.metrics import confusion_metric, scores_from_confusion
-from benchmark.models import build_downstream, load_encoder_state
+from benchmark.models import build_downstream
 from benchmark.tasks import IGNORE
+from benchmark.weights import encoder_state
 
 
 def cosine_factor(epoch: int, lr: float, final: float, span: int) -> float:
@@ -28,8 +29,9 @@ def cosine_factor(epoch: int, lr: float, final: float, span: int) -> float:
 class FinetuneModule(L.LightningModule):
     """A downstream segmentation model with a transferred (frozen or trainable) encoder.
 
-    ``arch`` is a decoder of :func:`~benchmark.models.build_downstream`; ``weights`` a pretraining
-    checkpoint whose ``modality`` encoder is transferred (None: random init). ``mode`` ``frozen``
+    ``arch`` is a decoder of :func:`~benchmark.models.build_downstream`; ``weights`` names the pretrained
+    weights whose ``modality`` encoder is transferred, as :func:`benchmark.weights.resolve` reads them (a
+    checkpoint path, ``cromss:NAME`` or ``torchgeo:NAME``, with ``=PATH``; None: random init). ``mode`` ``frozen``
     trains the decoder only and keeps the encoder in eval mode, BatchNorm statistics included, unless
     ``bn_update``. After :meth:`test` the summed confusion matrix is in :attr:`test_result`.
     """
@@ -39,7 +41,7 @@ class FinetuneModule(L.LightningModule):
                  cosine_epochs: int, weight_decay: float):
         super().__init__()
         self.save_hyperparameters()
-        state = load_encoder_state(weights, modality) if weights else None
+        state = encoder_state(weights, modality) if weights else None
         self.model = build_downstream(arch, in_channels, classes, state, encoder, encoder_depth)
         self.frozen = mode == "frozen"
         if self.frozen:

@@ -1,4 +1,5 @@
-"""Two-branch U-Nets for CromSS, downstream segmentation models, and encoder weight transfer.
+"""Two-branch U-Nets for CromSS, downstream segmentation models, and encoder weight transfer (the files and the
+pretrained weights are :mod:`benchmark.weights`'s).
 
 Attribute names follow the original CromSS models, so a Lightning module holding one as ``net`` writes
 checkpoints in the original key layout (docs/method.md, "Architectures and the checkpoint key layout"):
@@ -8,11 +9,8 @@ middle fusion ``net.encoder1`` (S1), ``net.encoder`` (S2), shared ``net.decoder`
 
 from __future__ import annotations
 
-import argparse
 import logging
-import pickle
-import re
-from pathlib import Path, PosixPath
+from pathlib import Path
 from typing import Any
 
 import segmentation_models_pytorch as smp
@@ -20,14 +18,13 @@ import torch
 from segmentation_models_pytorch.encoders import get_encoder
 from torch import nn
 
+from benchmark.weights import input_channels, load_state, read_checkpoint, resolve
+from benchmark.weights import load_encoder_state as load_encoder_state  # re-exported: it was defined here
 from noldo import catalog
 from noldo.errors import NoldoError
 
 log = logging.getLogger(__name__)
 ARCHITECTURES = {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus, "pspnet": smp.PSPNet}
-#: What a checkpoint may hold besides tensors and plain values: the hyper-parameters of the released CromSS
-#: checkpoints (an argparse.Namespace) and paths among hyper-parameters. Our own checkpoints need nothing more.
-SAFE_GLOBALS = (argparse.Namespace, PosixPath)
 
 
 class TwoBranchUNet(nn.Module):
@@ -75,62 +72,6 @@ def _decoder_channels(depth: int) -> tuple[int, ...]:
     return (256, 128, 64, 32, 16)[:depth]
 
 
-#: Where each modality's encoder lives in a pretraining state dict (after the ``net.`` prefix).
-_LAYOUTS = {"mid": {"s1": "encoder1.", "s2": "encoder."}, "late": {"s1": "model1.encoder.", "s2": "model2.encoder."}}
-
-
-def read_checkpoint(path: str | Path) -> Any:
-    """The object a checkpoint file holds (a Lightning checkpoint: a dict with ``state_dict`` and
-    ``hyper_parameters``), unpickled with ``weights_only``: a file needing anything beyond tensors, plain
-    values and :data:`SAFE_GLOBALS` (code that would run on loading) is refused, never loaded."""
-    path = Path(path)
-    if not path.is_file():
-        raise NoldoError(f"checkpoint {path} does not exist")
-    try:
-        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        needed = found[1] if found else "more than tensors and plain values"
-        raise NoldoError(f"{path} is not trusted: it needs {needed}, which is not on the allow-list "
-                         "benchmark.models.SAFE_GLOBALS; it was not loaded") from None
-
-
-def _load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    checkpoint = read_checkpoint(path)
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise NoldoError(f"{path} is not a state dict or a Lightning checkpoint")
-    return {k.removeprefix("net."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
-def load_encoder_state(path: str | Path, modality: str) -> dict[str, torch.Tensor]:
-    """The state dict of one modality's encoder (keys as in an smp encoder: ``conv1.weight``, ...).
-
-    Reads our pretraining checkpoints and the original CromSS Lightning checkpoints (``net.encoder1.*`` /
-    ``net.encoder.*`` for middle fusion, ``net.model1.encoder.*`` / ``net.model2.encoder.*`` for late
-    fusion), detecting the layout; a single-encoder state dict (``encoder.*``) is also accepted.
-
-    Example:
-        >>> state = load_encoder_state("weights-cromss-13B-midFusion-epoch=199.ckpt", "s2")  # doctest: +SKIP
-    """
-    if modality not in ("s1", "s2"):
-        raise NoldoError(f"modality must be 's1' or 's2', got {modality!r}")
-    state = _load_checkpoint(path)
-    if any(k.startswith("encoder1.") for k in state):
-        prefix = _LAYOUTS["mid"][modality]
-    elif any(k.startswith("model1.encoder.") for k in state):
-        prefix = _LAYOUTS["late"][modality]
-    elif any(k.startswith("encoder.") for k in state):
-        prefix = "encoder."
-    else:
-        raise NoldoError(f"{path}: no encoder weights found (expected net.encoder1/net.encoder or "
-                         "net.model1/net.model2 keys)")
-    encoder = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    log.info("%s: %d %s encoder tensors (layout %s)", Path(path).name, len(encoder), modality, prefix.rstrip("."))
-    return encoder
-
-
 def build_downstream(arch: str, in_channels: int, classes: int, encoder_state: dict[str, torch.Tensor] | None = None,
                      encoder: str = "resnet50", encoder_depth: int = 5) -> nn.Module:
     """A downstream model (``unet``, ``fpn``, ``deeplabv3plus``, ``pspnet``) with a transferred encoder.
@@ -167,6 +108,31 @@ def load_encoder(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
     module.load_state_dict({k: v for k, v in state.items() if k in own})
 
 
+def encoder(weights: Any = None, modality: str | None = None, name: str | None = None, depth: int = 5,
+            in_channels: int | None = None, path: str | Path | None = None) -> nn.Module:
+    """An smp encoder with pretrained weights loaded (docs/weights.md), or randomly initialised.
+
+    ``weights``: anything :func:`benchmark.weights.resolve` reads (a ``CromSS`` or ``TorchGeo`` member, its name
+    ``cromss:NAME`` / ``torchgeo:NAME[=PATH]``, a ``Checkpoint`` or a checkpoint path with ``modality``) or None for
+    random init with ``in_channels``. ``name`` is the smp encoder [the weights' model, else resnet50], ``path`` a
+    member's local file [its download].
+
+    Example:
+        >>> from benchmark.weights import TorchGeo
+        >>> net = encoder(TorchGeo.SENTINEL2_ALL_MOCO, path="resnet50_sentinel2_all_moco.pth")  # doctest: +SKIP
+    """
+    if weights is None:
+        if in_channels is None:
+            raise NoldoError("a randomly initialised encoder needs in_channels")
+        return get_encoder(name or "resnet50", in_channels=in_channels, depth=depth, weights=None)
+    found, path = resolve(weights, modality, path)
+    state = found.get_state_dict(path)
+    module = get_encoder(name or found.meta["model"] or "resnet50", in_channels=input_channels(state), depth=depth,
+                         weights=None)
+    load_encoder(module, state)
+    return module
+
+
 def load_pretrained(path: str | Path) -> tuple[TwoBranchUNet, dict[str, Any]]:
     """A two-branch pretraining checkpoint of ours (``benchmark.cromss``) as its model, in eval mode, and its
     hyper-parameters (fusion, bands, encoder, ...)."""
@@ -176,5 +142,5 @@ def load_pretrained(path: str | Path) -> tuple[TwoBranchUNet, dict[str, Any]]:
         raise NoldoError(f"{path} is not a two-branch CromSS pretraining checkpoint of benchmark.cromss")
     model = TwoBranchUNet(hparams["fusion"], 2, len(catalog.band_subset(hparams["bands"])), len(catalog.DW_CLASSES),
                           hparams["encoder"])
-    model.load_state_dict(_load_checkpoint(path))
+    model.load_state_dict(load_state(path))
     return model.eval(), hparams

@@ -1,8 +1,10 @@
 """``python -m benchmark.report RESULTS.csv``: the results table in the layout of the paper's tables.
 
 Rows are weights × input modality, columns frozen / fine-tuned × OA, AA, mIoU, mF1 in %, mean ± std
-over seeds. ``--paper dw|osm|dfc2020`` prints the numbers reported by the paper beside ours (shipped
-in ``benchmark/data/paper_results.csv``, labelled as the paper's).
+over seeds. As in the paper, random init comes first, then the baselines (``torchgeo-…``: TorchGeo's
+SSL4EO-S12 weights, docs/weights.md), then the other weights in the order they were run.
+``--paper dw|osm|dfc2020`` prints the numbers reported by the paper beside ours (shipped in
+``benchmark/data/paper_results.csv``, labelled as the paper's).
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ def _cell(values: pd.Series) -> str:
     return f"{mean:.2f}±{std:.2f}" if len(values) > 1 else f"{mean:.2f}"
 
 
+def _rank(weights: object) -> int:
+    """Where a weights label's rows go: random init, then the TorchGeo baselines, then the rest."""
+    return 0 if weights == "random" else 1 if str(weights).startswith("torchgeo-") else 2
+
+
 def read_results(path: str | Path) -> pd.DataFrame:
     """A results CSV as written by ``benchmark.finetune``."""
     path = Path(path)
@@ -51,7 +58,7 @@ def results_table(results: pd.DataFrame, task: str | None = None) -> str:
         results = results[results["task"] == task]
     if results.empty:
         raise NoldoError(f"no results{f' for task {task}' if task else ''}")
-    order = list(dict.fromkeys(["random", *results["weights"]]))
+    order = sorted(dict.fromkeys(["random", *results["weights"]]), key=_rank)
     rows = []
     for modality in sorted(results["modality"].unique()):
         for weights in order:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from noldo.errors import choose
+from noldo.errors import NoldoError, choose
 
 #: Version of the on-disk store schema written by this noldo (group attribute ``schema_version``); CHANGELOG.md
 #: lists what each version changed. Version 2: GeoParquet index, CF attributes, the ``time`` array.
@@ -67,6 +68,10 @@ S1_BANDS: tuple[Band, ...] = (
     Band("VH", 1, "vertical transmit, horizontal receive (σ⁰, dB)", None, 10, -20.192, 5.912),
 )
 
+#: ``noldo stats`` histograms S1 dB in bins of this width over this range; values outside count in the edge bins.
+S1_STATS_BIN_WIDTH = 0.01
+S1_STATS_RANGE = (-80.0, 40.0)
+
 #: S2 band subsets by name → band indices (CATALOG.md, "Band subsets and normalisation").
 BAND_SUBSETS: dict[str, tuple[int, ...]] = {
     "13B": tuple(range(13)),
@@ -77,6 +82,31 @@ BAND_SUBSETS: dict[str, tuple[int, ...]] = {
 def band_subset(name: str) -> tuple[int, ...]:
     """Indices of the S2 bands of a named subset, e.g. ``band_subset("9B")``."""
     return choose(BAND_SUBSETS, name, "band subset")
+
+
+_ZERO_PADDED = re.compile(r"^B0(\d)$")
+
+
+def band_name(name: str) -> str:
+    """The catalogue's name of a band, from it or an alias: any case, and the zero-padded S2 names used by
+    ESA's products and TorchGeo (``B01`` … ``B09`` for ``B1`` … ``B9``).
+
+    Example:
+        >>> band_name("B01"), band_name("b8a"), band_name("vh")
+        ('B1', 'B8A', 'VH')
+    """
+    canonical = _ZERO_PADDED.sub(r"B\1", str(name).strip().upper())
+    if canonical not in {b.name for b in (*S2_BANDS, *S1_BANDS)}:
+        raise NoldoError(f"unknown band {name!r}; choose from {', '.join(b.name for b in (*S2_BANDS, *S1_BANDS))} "
+                         "(B01…B09 are accepted for B1…B9)")
+    return canonical
+
+
+def band_index(name: str) -> int:
+    """The index of a band in its modality's band axis (S2 ``band``, S1 ``polarization``), by any name
+    :func:`band_name` accepts: ``band_index("B01") == band_index("B1") == 0``."""
+    canonical = band_name(name)
+    return next(b.index for b in (*S2_BANDS, *S1_BANDS) if b.name == canonical)
 
 
 @dataclass(frozen=True)

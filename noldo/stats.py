@@ -31,9 +31,7 @@ from noldo.manifest import known_hashes, read_manifest, write_manifest
 from noldo.store import Split, consolidate, group_name
 
 PERCENTILES = (1, 2, 98, 99)
-#: S1 histogram: bins of this width (dB) over [S1_RANGE); values outside count in the edge bins.
-S1_BIN_WIDTH = 0.01
-S1_RANGE = (-80.0, 40.0)
+S1_BIN_WIDTH, S1_RANGE = catalog.S1_STATS_BIN_WIDTH, catalog.S1_STATS_RANGE
 #: Samples read at once inside a task (one 264-px S2 block: 8 × 4 × 13 × 264² × 2 B ≈ 58 MB).
 READ_SAMPLES = 8
 

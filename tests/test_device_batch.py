@@ -79,3 +79,21 @@ def test_the_module_finishes_raw_batches_from_a_worker(demo_store):
 def test_device_loader_refuses_what_it_cannot_do(demo_store, options):
     with pytest.raises(NoldoError, match="loader"):
         NoLPretrainDataset(demo_store, **{"loader": "device", **options})
+
+
+def test_store_statistics_encode_alike_on_both_paths(synthetic_store):
+    """--stats store: the split's own mean/std (from noldo stats) on the item and the device path; without them,
+    a clear error naming the command."""
+    from noldo.stats import stats
+
+    root = synthetic_store(samples=20, tile_size=32, copy=True)
+    with pytest.raises(NoldoError, match="noldo stats"):
+        NoLPretrainDataset(root, stats="store")
+    kept = stats(root, "nol", workers=1)
+    options = {"crop": 16, "augment": False, "season": 1, "prior": "none", "stats": "store"}
+    dataset = NoLPretrainDataset(root, **options)
+    assert dataset.stats.s2[3] == (kept["s2"]["B4"]["mean"], kept["s2"]["B4"]["std"])
+    item, paper = dataset[2], NoLPretrainDataset(root, **{**options, "stats": "ssl4eo"})[2]
+    assert not torch.equal(item["s2"], paper["s2"]), "the store's statistics change the encoding"
+    raw = [NoLPretrainDataset(root, loader="device", **options)[i] for i in range(4)]
+    assert_same_batches(device_batch(collate(raw)), collate([dataset[i] for i in range(4)]))

@@ -38,6 +38,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prior", choices=["cpu", "batch", "none"], help="where the prior is computed [cpu]")
     p.add_argument("--loader", choices=["item", "device"],
                    help="device: workers hand raw crops, encoded and augmented on the accelerator [item]")
+    p.add_argument("--stats", choices=["ssl4eo", "store"],
+                   help="band mean/std of the encoding: the paper's table, or the split's own (noldo stats) [ssl4eo]")
     p.add_argument("--seed", type=int, help="[42]")
     p.add_argument("--T", type=int, help="ramp length in epochs [80]")
     p.add_argument("--prop", type=float, help="kept fraction after the ramp, ρ [0.5]")

@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "beta": 0.05, "lambda_con": 1.0, "selection": True, "smoothing": True, "consistency": True,
     "single_modality": None, "crop": 256, "workers": 4, "val_fraction": 0.01, "checkpoint_every": 10, "seed": 42,
     "rotation": "90", "normalization": "cromss", "prior": "cpu", "accelerator": "auto", "devices": 1,
-    "num_nodes": 1, "precision": None, "max_steps": -1, "min_clear": None, "loader": "item",
+    "num_nodes": 1, "precision": None, "max_steps": -1, "min_clear": None, "loader": "item", "stats": "ssl4eo",
 }
 #: The settings that are hyper-parameters of :class:`CromSSModule`.
 MODULE_KEYS = ("fusion", "bands", "encoder", "lr", "weight_decay", "lr_factor", "lr_patience", "T", "prop", "alpha",
@@ -51,7 +51,7 @@ def train(data: str | Path, config: dict[str, Any], run: str | Path | None = Non
     data_module = NoLDataModule(data, config["split"], config["bands"], config["crop"], config["batch_size"],
                                 config["workers"], config["val_fraction"], config["normalization"],
                                 config["rotation"], config["prior"], config["seed"], config["min_clear"],
-                                config["loader"])
+                                config["loader"], config["stats"])
     data_module.setup()
     if len(data_module.train_ids) < config["batch_size"]:
         raise NoldoError(f"{data} has {len(data_module.train_ids)} training samples in {config['split']}, fewer "
