@@ -243,7 +243,7 @@ class DatasetNotFoundError(NoldoError, FileNotFoundError):
     """A dataset's store or split is missing; the message names the command that makes or fetches it."""
 
 
-class _StoreDataset(Dataset):
+class StoreDataset(Dataset):
     """Base: a split of a store, opened lazily in whichever process reads it, in TorchGeo's dataset shape
     (class-level metadata, ``transforms``, ``_verify``, ``plot``; docs/torchgeo.md).
 
@@ -347,7 +347,7 @@ class _StoreDataset(Dataset):
         return self.group["s2_cloud"][index] < self.min_clear
 
 
-class NoLPretrainDataset(_StoreDataset):
+class NoLPretrainDataset(StoreDataset):
     """CromSS pretraining samples: S1, S2, the noisy DW label and the spatial-temporal prior of one season.
 
     Args:
@@ -441,7 +441,7 @@ class NoLPretrainDataset(_StoreDataset):
         return item
 
 
-class DownstreamDataset(_StoreDataset):
+class DownstreamDataset(StoreDataset):
     """Single-modality segmentation tiles with the labels of a task, 255 = ignore (legends: CATALOG.md).
 
     ``task`` names one of :data:`benchmark.tasks.TASKS`: ``dw`` (DW classes 0–8), ``osm`` (OSM classes
@@ -590,7 +590,7 @@ def loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int = 0, d
 
 def _rgb_indices(bands: Sequence[int]) -> tuple[int, int, int] | None:
     """Positions of B4, B3, B2 among the selected S2 bands (None if one is missing)."""
-    wanted = [catalog.band_index(name) for name in _StoreDataset.rgb_bands]
+    wanted = [catalog.band_index(name) for name in StoreDataset.rgb_bands]
     return tuple(bands.index(b) for b in wanted) if all(b in bands for b in wanted) else None
 
 

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "final_lr": 1e-5, "cosine_epochs": 40, "weight_decay": 1e-8, "crop": "task", "workers": 4, "seed": 42,
     "train_fraction": 1.0, "train_split": None, "val_split": None, "test_split": None, "bn_update": False,
     "accelerator": "auto", "devices": 1, "precision": None, "results": None, "min_clear": None,
+    "stats": "ssl4eo",
 }
 #: The settings a task fills in when they are not given.
 TASK_KEYS = ("decoder", "train_split", "test_split", "val_split", "encoder_depth")
@@ -96,7 +97,7 @@ def finetune(data: str | Path, config: dict[str, Any], run: str | Path | None = 
     data_module = DownstreamDataModule(
         data, config["task"], config["modality"], config["train_split"], config["test_split"], config["val_split"],
         config["bands"], config["crop"], config["batch_size"], config["workers"], config["train_fraction"],
-        config["normalization"], seed=config["seed"], min_clear=config["min_clear"])
+        config["normalization"], seed=config["seed"], min_clear=config["min_clear"], stats=config["stats"])
     data_module.setup()
     height, width = data_module.train_set.group[config["modality"]].shape[-2:]
     if config["crop"] and config["crop"] > min(height, width):  # here, not in a loader worker
@@ -214,6 +215,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help="[5e-4]")
     p.add_argument("--crop", type=int, metavar="PX", help="training crop, 0: whole tiles (as `crop: null` in a "
                                                            "config) [the task's: DW 496, OSM 480, DFC2020 0]")
+    p.add_argument("--stats", choices=["ssl4eo", "store"],
+                   help="band mean/std of the encoding: the paper's table, or each split's own (noldo stats) [ssl4eo]")
     p.add_argument("--min-clear", dest="min_clear", type=int, metavar="SCORE",
                    help="ignore labels whose cloud score (s2_cloud, 0–100) is under SCORE [off; 60 is clear sky]")
     p.add_argument("--workers", type=int)

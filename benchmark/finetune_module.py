@@ -36,9 +36,10 @@ class FinetuneModule(L.LightningModule):
     ``bn_update``. After :meth:`test` the summed confusion matrix is in :attr:`test_result`.
     """
 
-    def __init__(self, arch: str, in_channels: int, classes: int, encoder: str, encoder_depth: int,
-                 weights: str | None, modality: str, mode: str, bn_update: bool, lr: float, final_lr: float,
-                 cosine_epochs: int, weight_decay: float):
+    def __init__(self, arch: str = "deeplabv3plus", in_channels: int = 13, classes: int = 9, encoder: str = "resnet50",
+                 encoder_depth: int = 5, weights: str | None = None, modality: str = "s2", mode: str = "finetune",
+                 bn_update: bool = False, lr: float = 5e-4, final_lr: float = 1e-5, cosine_epochs: int = 40,
+                 weight_decay: float = 1e-8):
         super().__init__()
         self.save_hyperparameters()
         state = encoder_state(weights, modality) if weights else None

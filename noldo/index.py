@@ -67,18 +67,24 @@ def _outline(lon: np.ndarray, lat: np.ndarray) -> Polygon | MultiPolygon:
 def acquisition_times(frame: pd.DataFrame, seasons: int) -> np.ndarray:
     """Acquisition time of each sample's Sentinel-2 scene per season, ``datetime64[s]`` (sample, season), UTC.
 
-    Taken from ``s2_time_tN`` (the scene time Earth Engine reports) or, for sources that record only a
-    day, ``date_tN`` (noon UTC); NaT where a season has no scene.
+    Taken from ``s2_time_tN`` (the scene time Earth Engine reports), else from the sensing start in the
+    scene id ``s2_id_tN`` (``20200420T103021_20200420T103531_T31UFU``, as converted stores record it), else,
+    for sources that record only a day, ``date_tN`` (noon UTC); NaT where a season has no scene.
     """
     out = np.full((len(frame), seasons), np.datetime64("NaT"), dtype="datetime64[s]")
     for t in range(seasons):
-        column = next((c for c in (f"s2_time_t{t}", f"date_t{t}") if c in frame.columns), None)
-        if column is None:
-            continue
-        times = pd.to_datetime(frame[column], utc=True, errors="coerce", format="ISO8601")
-        if column.startswith("date_"):
-            times = times + pd.Timedelta(hours=12)
-        out[:, t] = times.dt.tz_localize(None).to_numpy(dtype="datetime64[s]")
+        for column in (f"s2_time_t{t}", f"s2_id_t{t}", f"date_t{t}"):
+            if column not in frame.columns:
+                continue
+            text = frame[column].astype("string")
+            if column.startswith("s2_id"):
+                text = text.str.extract(r"(\d{8}T\d{6})", expand=False)
+            times = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601" if "time" in column else
+                                   "%Y%m%dT%H%M%S" if "id" in column else "%Y-%m-%d")
+            if column.startswith("date_"):
+                times = times + pd.Timedelta(hours=12)
+            found = times.dt.tz_localize(None).to_numpy(dtype="datetime64[s]")
+            out[:, t] = np.where(np.isnat(out[:, t]), found, out[:, t])
     return out
 
 

@@ -47,10 +47,13 @@ def test_a_footprint_across_the_antimeridian_is_split_in_two():
 
 
 def test_acquisition_times_prefer_the_scene_time_and_give_nat_where_a_season_has_none():
-    frame = pd.DataFrame({"s2_time_t0": ["2021-03-01T10:31:07Z", None], "date_t1": ["2021-06-01", "2021-06-03"]})
+    frame = pd.DataFrame({"s2_time_t0": ["2021-03-01T10:31:07Z", None, None],
+                          "s2_id_t0": ["20210301T103021_20210301T103531_T31UFU", None, "20200420T103021_x_T31UFU"],
+                          "date_t1": ["2021-06-01", "2021-06-03", None]})
     times = acquisition_times(frame, 2)
-    assert times.dtype == np.dtype("datetime64[s]") and times.shape == (2, 2)
+    assert times.dtype == np.dtype("datetime64[s]") and times.shape == (3, 2)
     assert times[0, 0] == np.datetime64("2021-03-01T10:31:07") and np.isnat(times[1, 0])
+    assert times[2, 0] == np.datetime64("2020-04-20T10:30:21"), "the sensing start of the scene id"
     assert times[1, 1] == np.datetime64("2021-06-03T12:00:00"), "a day without a time is taken at noon UTC"
 
 
