@@ -287,9 +287,11 @@ class StoreDataset(Dataset):
         if location.is_file(f"{group_name(split)}/zarr.json") and location.is_file(index_name(split)):
             return
         raise DatasetNotFoundError(
-            f"Dataset not found in `root={str(location)!r}`: no split {split!r} there. Fetch the published data "
-            f"with `noldo download --out {location}`, or build it with `noldo build --region REGION --split "
-            f"{split} --out {location}` (`--region demo --source synthetic` for the demo)")
+            f"Dataset not found in `root={str(location)!r}`: no split {split!r} there. Fetch a release with "
+            f"`noldo download --release OWNER/NAME --out {location}`, convert the published files (`noldo download "
+            f"--what nol --out FILES && noldo convert FILES/ssl4eo_s12_nol.zip --out {location}`), or build it "
+            f"with `noldo build --region REGION --split {split} --out {location}` (`--region demo --source "
+            "synthetic` for the demo)")
 
     @property
     def group(self) -> _Arrays:

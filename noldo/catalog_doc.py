@@ -60,6 +60,9 @@ def _sections() -> list[str]:
         "    <array>/zarr.json    array metadata: shape, dtype, dimension_names, codecs\n"
         "    <array>/c/<k>/0/...  shard k: samples 64·k … 64·k + 63\n"
         "  <split>.parquet        sample index (GeoParquet 1.1): row i describes sample i\n"
+        "  README.md              Hugging Face dataset card (noldo card; docs/card.md)\n"
+        "  croissant.json         Croissant 1.0 description (noldo card)\n"
+        "  stac/                  STAC 1.1 catalogue and stac-geoparquet items (noldo stac; docs/stac.md)\n"
         "  .noldo/<split>/        build state (commit markers); not published\n```\n\n"
         f"Every array shares the leading `sample` axis. Image arrays are stored as shards of "
         f"{c.SHARD_SAMPLES} samples, each written whole and atomically (temporary name, then rename), so a "
@@ -106,6 +109,8 @@ def _sections() -> list[str]:
             ("`grid_rule`", "how sample grids are made"),
             ("`provenance`", "`noldo_version`, `created` (UTC), `source`, `command` and source details"),
             ("`licences`, `array_licences`", "licence texts and the licence of each array"),
+            ("`statistics`", "written by `noldo stats`: per band count, mean, std, min, max, percentiles; class "
+                             "frequencies (see *Store statistics*)"),
         )) + "\n\nEach array also carries `description`, `licence` and `nodata` attributes.",
 
         "### Sample index\n\n"

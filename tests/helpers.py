@@ -105,3 +105,13 @@ def run_ranks(tmp_path, script: str, env: dict[str, str] | None = None, **fields
     outputs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-3000:] for _, err in outputs]
     return [out for out, _ in outputs]
+
+
+def torchgeo_file(path: Path, in_chans: int = 13, model: str = "resnet50") -> dict:
+    """A state dict in TorchGeo's layout (a whole timm ResNet, ``fc.*`` included), as their files hold."""
+    import timm
+    import torch
+
+    state = timm.create_model(model, in_chans=in_chans).state_dict()
+    torch.save(state, path)
+    return state

@@ -78,6 +78,16 @@ SMALL: dict[str, Small] = {
     "noldo verify store": Small(),
     "noldo download --what weights --out noldo-files": Small(),
     "noldo download --release my-org/noldo-s12 --out release": Small(),
+    # catalogues, cards, statistics
+    "noldo stats demo-data --split nol": Small(),
+    "noldo stac demo-data": Small(),
+    "noldo card demo-data": Small(),
+    # TorchGeo, LightningCLI, weights (the workspace has a TorchGeo-layout ResNet-50 file)
+    "python -m benchmark.cli fit -c benchmark/configs/cli/cromss-demo.yaml --trainer.max_epochs 1":
+        Small("--data.init_args.crop 32 --data.init_args.batch_size 2 --trainer.limit_train_batches 2 "
+              "--trainer.limit_val_batches 1 --trainer.enable_progress_bar false"),
+    "python -m benchmark.finetune --data ROOT --task dw --weights torchgeo:SENTINEL2_ALL_MOCO=resnet50_s2_moco.pth":
+        Small(TINY_FINETUNE, (("ROOT", "store"),), slow=True),
     # CromSS, transfer, study
     "python -m benchmark.cromss --data ROOT --config benchmark/configs/cromss-paper.yaml --fusion late --bands 9B "
     "--devices 4": Small(f"--devices 1 --accelerator cpu --encoder resnet18 {TINY_TRAIN} --run runs/paper",
@@ -98,6 +108,7 @@ SMALL: dict[str, Small] = {
     "python -m benchmark.perf.ee_build": Small("--concurrency 2 --memory 4,8 --full 2", slow=True),
     "python -m benchmark.perf.osm_rasterize --samples 20": Small("--samples 2", slow=True),
     "python -m benchmark.perf.store_read": Small("--samples 4 --reads 8", slow=True),
+    "python -m benchmark.perf.stats --samples 250 1000": Small("--samples 8 --tile 32 --work perf-stats", slow=True),
     "python -m benchmark.perf.object_store": Small("--samples 4 --reads 4", slow=True),
     "python -m benchmark.perf.loader --samples 64 --epochs 2": Small("--samples 8 --epochs 1", slow=True),
     "python -m benchmark.perf.gpu_check --compile --json gpu_check.json": Small("--tiny", slow=True),
@@ -143,12 +154,13 @@ def workspace(tmp_path_factory):
     from noldo.testing.earthengine import Catalogue, FakeEarthEngine
     from noldo.testing.hub import FakeHub
     from noldo.testing.s3 import S3Server
-    from tests.helpers import write_example_store
+    from tests.helpers import torchgeo_file, write_example_store
     from tests.published_layouts import nol_zip, tiles_zip
 
     folder = tmp_path_factory.mktemp("readme")
     (folder / "benchmark").symlink_to(REPO_ROOT / "benchmark")
     shutil.copy(get_data("helsinki_pbf"), folder / "helsinki.osm.pbf")
+    torchgeo_file(folder / "resnet50_s2_moco.pth")
     sources = tmp_path_factory.mktemp("published")
     published = {"ssl4eo_s12_dw.zip": tiles_zip(sources / "dw.zip", {"dw_train": (4, 64), "dw_test": (2, 64)})[0],
                  "ssl4eo_s12_nol.zip": nol_zip(sources / "nol.zip")[0],

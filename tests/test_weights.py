@@ -13,6 +13,7 @@ from benchmark.report import results_table
 from benchmark.weights import CromSS, TorchGeo, cache_dir, resolve
 from noldo import catalog
 from noldo.errors import NoldoError
+from tests.helpers import torchgeo_file
 from tests.test_models import original_checkpoint
 
 REPO = "vikki23/NoLDO-S12"
@@ -23,15 +24,6 @@ def assert_same(module, expected):
     assert state.keys() == expected.keys()
     for key, value in expected.items():
         assert torch.equal(state[key], value), key
-
-
-def torchgeo_file(path, in_chans=13, model="resnet50"):
-    """A state dict in TorchGeo's layout (a whole timm ResNet, ``fc.*`` included), as their files hold."""
-    import timm
-
-    state = timm.create_model(model, in_chans=in_chans).state_dict()
-    torch.save(state, path)
-    return state
 
 
 def test_members_and_their_metadata():
