@@ -50,26 +50,36 @@ class Statistics:
         return table[:, 0, None, None], table[:, 1, None, None]
 
 
+#: TorchGeo's S1 normalisation of its SSL4EO-S12 MoCo weights: (mean, std) of VV and VH in dB.
+SSL4EO_MOCO_S1 = ((-12.59, 5.26), (-20.26, 5.91))
+NORMALIZATIONS = ("cromss", "zscore", "ssl4eo-moco")
 PAPER_STATISTICS = Statistics("ssl4eo", tuple((b.mean, b.std) for b in catalog.S2_BANDS),
                               tuple((b.mean, b.std) for b in catalog.S1_BANDS))
 STATISTICS = ("ssl4eo", "store")
 
 
-def statistics(source: str, split: Split | None = None) -> Statistics:
-    """The statistics the encodings use: ``ssl4eo`` (the paper's table) or ``store`` (``split``'s own, from
-    ``noldo stats``; a clear error naming that command when the split has none)."""
+def statistics(source: str, split: Split) -> Statistics:
+    """The statistics the encodings use: ``ssl4eo`` (the paper's table), ``store`` (``split``'s own, from
+    ``noldo stats``) or ``store:NAME`` (those of split NAME of the same store, e.g. the training split's for
+    its validation and test splits); a clear error naming ``noldo stats`` when the split has none."""
     if source == "ssl4eo":
         return PAPER_STATISTICS
-    if source != "store":
-        raise NoldoError(f"stats must be one of {', '.join(STATISTICS)}, got {source!r}")
-    kept = split.attrs.get("statistics") if split is not None else None
-    if not kept or "s2" not in kept or "s1" not in kept:
-        where = f"{split.location} --split {split.name}" if split is not None else "ROOT --split SPLIT"
-        raise NoldoError(f"split {split.name if split else ''} has no S2 and S1 statistics; compute them with: "
-                         f"noldo stats {where}")
-    pairs = {m: tuple((kept[m][b.name]["mean"], kept[m][b.name]["std"]) for b in bands)
-             for m, bands in (("s2", catalog.S2_BANDS), ("s1", catalog.S1_BANDS))}
-    return Statistics("store", pairs["s2"], pairs["s1"])
+    if source != "store" and not source.startswith("store:"):
+        raise NoldoError(f"stats must be one of {', '.join(STATISTICS)} or store:SPLIT, got {source!r}")
+    if source.startswith("store:"):
+        split = Split.open(split.location, source.removeprefix("store:"))
+    kept = split.attrs.get("statistics") or {}
+    fix = f"compute them with: noldo stats {split.location} --split {split.name}"
+    if "s2" not in kept or "s1" not in kept:
+        raise NoldoError(f"split {split.name} has no S2 and S1 statistics; {fix}")
+    pairs = {}
+    for modality, bands in (("s2", catalog.S2_BANDS), ("s1", catalog.S1_BANDS)):
+        empty = [b.name for b in bands if not kept[modality].get(b.name, {}).get("count")]
+        if empty:
+            raise NoldoError(f"split {split.name} has no valid {modality} pixels in band {empty[0]}: its statistics "
+                             "cannot normalise it; use --stats ssl4eo")
+        pairs[modality] = tuple((kept[modality][b.name]["mean"], kept[modality][b.name]["std"]) for b in bands)
+    return Statistics(f"store:{split.name}", pairs["s2"], pairs["s1"])
 
 
 def encode(x: np.ndarray, modality: str, bands: Sequence[int], normalization: str = "cromss",
@@ -89,7 +99,7 @@ def encode(x: np.ndarray, modality: str, bands: Sequence[int], normalization: st
         if modality == "s2":
             out = x.astype("float64") / 10000
         else:
-            mean, std = (np.array(v)[list(bands), None, None] for v in ((-12.59, -20.26), (5.26, 5.91)))
+            mean, std = (np.array(v)[list(bands), None, None] for v in zip(*SSL4EO_MOCO_S1, strict=True))
             out = (x.astype("float64") - mean) / std
         return np.where(nodata, 0.0, out).astype("float32")
     mean, std = stats.of(modality, bands)
@@ -100,7 +110,7 @@ def encode(x: np.ndarray, modality: str, bands: Sequence[int], normalization: st
     elif normalization == "zscore":
         out = (value - mean) / std
     else:
-        raise NoldoError(f"normalization must be 'cromss', 'zscore' or 'ssl4eo-moco', got {normalization!r}")
+        raise NoldoError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
     return np.where(nodata, 0.0, out).astype("float32")
 
 

@@ -60,7 +60,7 @@ class DownstreamDataModule(L.LightningDataModule):
                  min_clear: int | None = None, stats: str = "ssl4eo"):
         super().__init__()
         self.root, self.task, self.modality, self.bands, self.min_clear = root, task, modality, bands, min_clear
-        self.stats = stats
+        self.stats = f"store:{train_split}" if stats == "store" else stats  # every split encoded alike
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.crop, self.batch_size, self.workers = crop, batch_size, workers
         self.train_fraction, self.normalization, self.seed = train_fraction, normalization, seed

@@ -15,7 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.data import GEO_KEYS, PAPER_STATISTICS, PRIOR_RADIUS, Statistics, encode, prior_batch
+from benchmark.data import (
+    GEO_KEYS,
+    NORMALIZATIONS,
+    PAPER_STATISTICS,
+    PRIOR_RADIUS,
+    SSL4EO_MOCO_S1,
+    Statistics,
+    encode,
+    prior_batch,
+)
+from noldo.errors import NoldoError
 
 
 @lru_cache(maxsize=8)
@@ -37,12 +47,17 @@ def encode_s2(x: torch.Tensor, bands: tuple[int, ...], normalization: str = "cro
 
 def encode_s1(x: torch.Tensor, normalization: str = "cromss", stats: Statistics = PAPER_STATISTICS) -> torch.Tensor:
     """:func:`~benchmark.data.encode` of a (N, 2, H, W) float32 dB batch: its operations, in float64."""
+    if normalization not in NORMALIZATIONS:
+        raise NoldoError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
+    nodata = torch.isnan(x)
+    if normalization == "ssl4eo-moco":  # unclipped, TorchGeo's statistics
+        mean, std = (torch.tensor(v, dtype=torch.float64, device=x.device)[None, :, None, None]
+                     for v in zip(*SSL4EO_MOCO_S1, strict=True))
+        return torch.where(nodata, 0.0, (x.double() - mean) / std).float()
     mean, std = (torch.from_numpy(a).to(x.device)[None] for a in stats.of("s1", (0, 1)))
     low, high = mean - 2 * std, mean + 2 * std
-    nodata = torch.isnan(x)
     value = torch.where(nodata, low, x.double()).clamp(low, high)
-    out = (torch.floor((value - low) / (high - low) * 255) / 255 if normalization == "cromss"
-           else (value - mean) / std)
+    out = torch.floor((value - low) / (high - low) * 255) / 255 if normalization == "cromss" else (value - mean) / std
     return torch.where(nodata, 0.0, out).float()
 
 

@@ -85,9 +85,7 @@ def finetune(data: str | Path, config: dict[str, Any], run: str | Path | None = 
     config["weights"] = str(config["weights"])  # a path, or a member as its name (cromss:NAME, torchgeo:NAME)
     weights = None if config["weights"].lower() == "random" else config["weights"]
     pretrained = resolve(weights, config["modality"])[0] if weights else None
-    meta = pretrained.meta if pretrained else {"label": "random", "normalization": "cromss", "model": None}
-    if meta["model"] not in (None, config["encoder"]):
-        raise NoldoError(f"{weights} is a {meta['model']} encoder; give --encoder {meta['model']}")
+    meta = pretrained.meta if pretrained else {"label": "random", "normalization": "cromss"}
     config["weights_label"] = config["weights_label"] or meta["label"]
     config["normalization"] = meta["normalization"]  # the input encoding the weights expect
     folder = run_folder(run, f"finetune-{config['task']}-{config['modality']}")

@@ -16,7 +16,8 @@ import torch
 from benchmark.metrics import confusion_metric, scores_from_confusion
 from benchmark.models import build_downstream
 from benchmark.tasks import IGNORE
-from benchmark.weights import encoder_state
+from benchmark.weights import resolve
+from noldo.errors import NoldoError
 
 
 def cosine_factor(epoch: int, lr: float, final: float, span: int) -> float:
@@ -42,7 +43,13 @@ class FinetuneModule(L.LightningModule):
                  weight_decay: float = 1e-8):
         super().__init__()
         self.save_hyperparameters()
-        state = encoder_state(weights, modality) if weights else None
+        state, self.normalization = None, None
+        if weights:
+            pretrained, path = resolve(weights, modality)
+            if pretrained.meta["model"] not in (None, encoder):
+                raise NoldoError(f"{weights} is a {pretrained.meta['model']} encoder; give --encoder "
+                                 f"{pretrained.meta['model']}")
+            state, self.normalization = pretrained.get_state_dict(path), pretrained.meta["normalization"]
         self.model = build_downstream(arch, in_channels, classes, state, encoder, encoder_depth)
         self.frozen = mode == "frozen"
         if self.frozen:
@@ -52,6 +59,13 @@ class FinetuneModule(L.LightningModule):
         self.dice = smp.losses.DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE)
         self.val_matrix, self.test_matrix = confusion_metric(classes), confusion_metric(classes)
         self.test_result: np.ndarray | None = None
+
+    def setup(self, stage: str) -> None:
+        """Refuse data encoded otherwise than the weights expect (a LightningCLI config can mix them)."""
+        expected, data = self.normalization, getattr(self.trainer.datamodule, "normalization", None)
+        if expected is not None and data is not None and data != expected:
+            raise NoldoError(f"{self.hparams.weights} expect inputs encoded as {expected!r}, the data are {data!r}: "
+                             f"set the datamodule's normalization to {expected} (--data.init_args.normalization)")
 
     def train(self, mode: bool = True) -> FinetuneModule:
         super().train(mode)

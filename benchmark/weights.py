@@ -341,9 +341,3 @@ def resolve(weights: Any, modality: str | None = None,
                     and m.meta["label"] == weights.meta["label"])
         raise NoldoError(f"{weights} is an {weights.meta['modality']} encoder; for {modality} take {twin}")
     return weights, Path(path) if path is not None else None
-
-
-def encoder_state(weights: Any, modality: str) -> dict[str, torch.Tensor]:
-    """The ``modality`` encoder state of what :func:`resolve` reads ``weights`` as."""
-    found, path = resolve(weights, modality)
-    return found.get_state_dict(path)

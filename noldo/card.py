@@ -222,5 +222,5 @@ def write_card(root: RootLike, out: RootLike | None = None, repo: str = HF_REPO)
         return _write(location, StoreLocation.of(out), manifest, repo)
     with writing(location, *splits, command="noldo card"):
         written = _write(location, location, write_manifest(location, known_hashes(location)), repo)
-        write_manifest(location, known_hashes(location))
+        write_manifest(location, known_hashes(location, lambda path: path in (CARD, CROISSANT)))
     return [*written, f"{location}/{MANIFEST}"]

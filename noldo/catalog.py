@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 from noldo.errors import NoldoError, choose
 
-#: Version of the on-disk store schema written by this noldo (group attribute ``schema_version``); CHANGELOG.md
-#: lists what each version changed. Version 2: GeoParquet index, CF attributes, the ``time`` array.
-SCHEMA_VERSION = 2
+#: Version of the on-disk store schema written by this noldo (group attribute ``schema_version``): raised by a
+#: changed layout, which an older noldo would misread (docs/architecture.md, "Store schema").
+SCHEMA_VERSION = 1
+#: Additions to that schema an older noldo ignores (group attribute ``schema_minor``, 0 when absent); CHANGELOG.md
+#: lists them. 1: the GeoParquet index with footprints, CF attributes, the ``time`` array.
+SCHEMA_MINOR = 1
 
 #: Samples per shard: every array of a split is cut into shards of this many samples, written whole.
 SHARD_SAMPLES = 64
@@ -307,7 +310,7 @@ IMAGE_ARRAYS = ("s2", "s1", "dw", "osm", "truth", "s2_cloud", "dw_trust")
 #: work well); the index's ``s2_clear_tN`` is the share of such pixels.
 CLEAR_THRESHOLD = 60
 GEOREF_ARRAYS = ("crs_epsg", "center_lon", "center_lat", "transform")
-#: Arrays derived from the sample index when a split is finalised (schema 2 on): acquisition times.
+#: Arrays derived from the sample index when a split is finalised (schema 1.1 on): acquisition times.
 DERIVED_ARRAYS = ("time",)
 
 

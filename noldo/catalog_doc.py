@@ -82,7 +82,7 @@ def _sections() -> list[str]:
         "also attaches `band`, `polarization`, `season` and `sample` coordinates.",
 
         "### CF attributes and time\n\n"
-        "Every array carries CF attributes (schema 2 on), so xarray and other CF readers interpret it without "
+        "Every array carries CF attributes (schema 1.1 on), so xarray and other CF readers interpret it without "
         "noldo: `_FillValue` (the nodata above: S2 0, S1 NaN, labels 255, OSM 0 — xarray then shows them as "
         "NaN, promoting integers to floats), `long_name`, `units` (S2 `1`: digital numbers, reflectance × "
         "10000; S1 `dB`; `s2_cloud` `percent`), `standard_name` where CF has one (`longitude`, `latitude`, "
@@ -93,11 +93,14 @@ def _sections() -> list[str]:
         f"`time` (sample, season) is the acquisition time of each season's Sentinel-2 scene: int64 "
         f"`{c.TIME_UNITS}`, proleptic Gregorian, {c.NAT} (NaT) where a season has no scene, so xarray "
         "decodes it to `datetime64` and `ds.groupby(\"time.season\")` works. It is written when a split is "
-        "finalised, from the index's `s2_time_tN` (the scene time Earth Engine reports) or, for sources "
-        "that record only a day (`date_tN`), noon UTC of that day.",
+        "finalised, from the index's `s2_time_tN` (the scene time Earth Engine reports), else the sensing "
+        "start in the scene id `s2_id_tN` (converted stores), else, for sources that record only a day "
+        "(`date_tN`), noon UTC of that day.",
 
         "### Group attributes\n\n" + table(("attribute", "content"), (
-            ("`schema_version`", f"store schema, currently {c.SCHEMA_VERSION}; readers refuse newer ones"),
+            ("`schema_version`", f"store schema, currently {c.SCHEMA_VERSION}: raised by a changed layout; readers "
+                                 "refuse newer ones"),
+            ("`schema_minor`", f"additions to it an older noldo ignores, currently {c.SCHEMA_MINOR} (absent: 0)"),
             ("`title`, `description`, `split`", "what the split is"),
             ("`layout`", "samples, seasons, height, width and image arrays"),
             ("`shard_samples`", "samples per shard"),
@@ -118,13 +121,13 @@ def _sections() -> list[str]:
         "sample id, e.g. `nol-0000173`), `shard` and `row_in_shard`. Sources add provenance columns: "
         "scene ids and acquisition times per season, cloud %, valid fractions, original ids, QC values "
         "and rejection reasons.\n\n"
-        "It is GeoParquet 1.1 (schema 2 on): `geometry` holds each sample's footprint, the outline of its "
+        "It is GeoParquet 1.1 (schema 1.1 on): `geometry` holds each sample's footprint, the outline of its "
         "grid projected to lon/lat (EPSG:4326, WKB; a grid crossing the antimeridian is split into a "
         "MultiPolygon of one polygon on each side), `bbox` is the GeoParquet covering column (`xmin`, "
         "`ymin`, `xmax`, `ymax`), and the `geo` metadata names the CRS. `geopandas.read_parquet` reads it "
         "as a GeoDataFrame; `noldo.Split.index()` returns the other columns as a DataFrame and "
         "`Split.geo_index()` the GeoDataFrame.\n\n"
-        "Stores written before schema 2 still open, verify and train; `noldo upgrade ROOT` brings them "
+        "Stores written before schema 1.1 still open, verify and train; `noldo upgrade ROOT` brings them "
         "up to date in place (footprints, CF attributes, `time`, manifest; shards are not rewritten). "
         "CHANGELOG.md lists what each schema version changed.",
 
@@ -155,20 +158,20 @@ def _sections() -> list[str]:
         "(computed by SSL4EO-S12 on 50k samples).",
 
         "## Store statistics\n\n"
-        "`noldo stats ROOT --split nol` computes, over the valid pixels of a split (S2 ≠ 0, S1 not NaN, labels "
-        "≠ 255), per band `count`, `mean`, `std`, `min`, `max` and the percentiles `p1`, `p2`, `p98`, `p99`, "
-        "and per label array the pixel count and share of each class. Each dask task reads one shard of one "
-        "array (a few samples at a time) into a histogram and the histograms are summed in a tree, so memory "
-        "does not grow with the store (README, Performance). S2 digital numbers and labels are histogrammed "
-        "with one bin per value, so their statistics are exact (mean and std from exact integer sums); S1 dB "
+        "`noldo stats ROOT --split nol` computes, over the valid pixels of a split (S2 ≠ 0, S1 not NaN, labels ≠ "
+        "their nodata: 255, OSM 0), per band `count`, `mean`, `std`, `min`, `max` and the percentiles `p1`, `p2`, "
+        "`p98`, `p99`, and per label array the pixel count and share of each class. Each dask task reads one shard of"
+        " one array (a few samples at a time) into a histogram and the histograms are summed in a tree, so memory "
+        "does not grow with the store (README, Performance). S2 digital numbers and labels are histogrammed with one "
+        "bin per value, so their statistics are exact (mean and std from exact integer sums); S1 dB "
         f"goes into {c.S1_STATS_BIN_WIDTH} dB bins over [{c.S1_STATS_RANGE[0]:g}, {c.S1_STATS_RANGE[1]:g}) dB: its "
-        "count, "
-        "mean, std, min and max are exact sums, its percentiles (the bin centre) within one bin. A "
-        "percentile is the smallest value with at least p % of the pixels at or below it (numpy's "
-        "`inverted_cdf`). The result is kept in the split's group attribute `statistics` (the command holds "
-        "the split's write lock and rewrites the manifest); `python -m benchmark.cromss --stats store` and "
-        "`python -m benchmark.finetune --stats store` then encode with the split's own mean and std instead "
-        "of the table above (`--stats ssl4eo`, the default, as in the paper).\n\n"
+        "count, mean, std, min and max are exact sums, its percentiles (the bin centre) within one bin. A percentile "
+        "is the smallest value with at least p % of the pixels at or below it (numpy's `inverted_cdf`). The result is"
+        " kept in the split's group attribute `statistics` (the command holds the split's write lock and rewrites the"
+        " manifest); `python -m benchmark.cromss --stats store` and `python -m benchmark.finetune --stats store` then"
+        " encode with the store's own mean and std instead of the table above (`--stats ssl4eo`, the default, as in "
+        "the paper): pretraining with its split's, transfer with its training split's for every split (`--stats "
+        "store:SPLIT` names another).\n\n"
         "**Which published table matches `COPERNICUS/S2_HARMONIZED`.** The table above is SSL4EO-S12 v1's "
         "(B2 mean 1390.8 DN); SSL4EO-S12 v1.1 publishes L1C means about 1000 DN higher (B2 2393, B1 2607 "
         "against 1606, B10 1021.8 against 22.1). The difference is ESA's radiometric offset: from processing "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -95,7 +95,10 @@ def read_manifest(root: RootLike) -> dict[str, Any] | None:
     return manifest
 
 
-def known_hashes(root: RootLike) -> dict[str, list]:
-    """``path → [size, sha256]`` of every file the store's manifest lists (empty without a manifest)."""
+def known_hashes(root: RootLike, rewritten: Callable[[str], bool] | None = None) -> dict[str, list]:
+    """``path → [size, sha256]`` of every file the store's manifest lists (empty without a manifest), but
+    those ``rewritten`` says a command has just written again: a file rewritten at the same size would
+    otherwise keep its old hash."""
     manifest = read_manifest(root) or {"files": []}
-    return {f["path"]: [f["bytes"], f["sha256"]] for f in manifest["files"]}
+    return {f["path"]: [f["bytes"], f["sha256"]] for f in manifest["files"]
+            if rewritten is None or not rewritten(f["path"])}

@@ -8,6 +8,7 @@ they are made (none is kept), and the geoparquet file is built from chunks on a 
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -72,17 +73,23 @@ class Target:
             self.written[self.rel(path)] = [len(data), hashlib.sha256(data).hexdigest()]
 
     def prepare(self) -> None:
-        """Refuse a directory holding anything but an earlier noldo catalogue; remove that one."""
-        if not self.location.children(self.prefix):
+        """Refuse a directory holding anything but an earlier noldo catalogue; remove that one, and only it
+        (its ``catalog.json``, split folders and ``items-*.parquet``)."""
+        names = self.location.children(self.prefix)
+        if not names:
             return
         path = self.rel(CATALOG)
         try:
             ours = self.location.is_file(path) and self.location.read_json(path).get("id") == CATALOG_ID
         except ValueError:
             ours = False
-        if not ours:
-            raise NoldoError(f"{self} is not empty and holds no noldo STAC catalogue; choose a new or empty directory")
-        self.location.remove(self.prefix)
+        foreign = [name for name in names if not (name == CATALOG or fnmatch.fnmatch(name, "items-*.parquet")
+                                                  or self.location.is_file(self.rel(f"{name}/collection.json")))]
+        if not ours or foreign:
+            raise NoldoError(f"{self} holds {(foreign or names)[0]!r}, which is not part of a noldo STAC catalogue; "
+                             "choose a new or empty directory")
+        for name in names:
+            self.location.remove(self.rel(name))
 
 
 def target_for(root: StoreLocation, out: RootLike | None) -> Target:

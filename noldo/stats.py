@@ -104,9 +104,9 @@ def _histogram(group: zarr.Group, kinds: dict[str, _Kind], name: str, start: int
     kind = kinds[name]
     partial = _Partial(name, kind)
     nodata = catalog.array_kind(name).nodata
-    axis = _channel_axis(name)
+    axis, array = _channel_axis(name), group[name]  # opened once: on object storage each open is a request
     for first in range(start, stop, READ_SAMPLES):
-        block = group[name][first:min(first + READ_SAMPLES, stop)]
+        block = array[first:min(first + READ_SAMPLES, stop)]
         block = np.moveaxis(block, axis, 0) if axis is not None else block[None]
         for c, values in enumerate(block):
             valid = values[~np.isnan(values)] if isinstance(nodata, float) else values[values != nodata]
@@ -191,7 +191,7 @@ def write(root: RootLike, split: str, statistics: dict[str, Any]) -> None:
     group.attrs["statistics"] = statistics
     consolidate(location, split)
     if read_manifest(location) is not None:
-        write_manifest(location, known_hashes(location))
+        write_manifest(location, known_hashes(location, lambda path: path == f"{group_name(split)}/zarr.json"))
 
 
 def stats(root: RootLike, split: str, workers: int = 2, progress: Callable[[int], None] | None = None,

@@ -37,7 +37,7 @@ from zarr.codecs import BloscCodec
 
 from noldo import catalog
 from noldo._version import __version__
-from noldo.catalog import DERIVED_ARRAYS, GEOREF_ARRAYS, SCHEMA_VERSION, SHARD_SAMPLES, array_kind
+from noldo.catalog import DERIVED_ARRAYS, GEOREF_ARRAYS, SCHEMA_MINOR, SCHEMA_VERSION, SHARD_SAMPLES, array_kind
 from noldo.errors import NoldoError
 from noldo.files import atomic_write_bytes, atomic_write_json
 from noldo.grid import Grid, grid_from_affine
@@ -142,6 +142,7 @@ def split_attributes(split: str, layout: Layout, provenance: Mapping[str, Any]) 
     used_licences = sorted({array_kind(a).licence for a in layout.all_arrays})
     return {
         "schema_version": SCHEMA_VERSION,
+        "schema_minor": SCHEMA_MINOR,
         "title": f"NoLDO-S12 {split}",
         "description": info.description if info else f"custom split {split}",
         "split": split,
@@ -235,6 +236,11 @@ def read_attributes(root: RootLike, split: str) -> dict[str, Any]:
                          "store") from None
 
 
+def schema_of(attrs: Mapping[str, Any]) -> tuple[int, int]:
+    """(``schema_version``, ``schema_minor``) of a split; a split without ``schema_minor`` is minor 0."""
+    return int(attrs["schema_version"]), int(attrs.get("schema_minor", 0))
+
+
 def check_schema(attrs: Mapping[str, Any], where: str) -> Layout:
     """The layout of a split written by a noldo schema this version reads, or a clear error."""
     version = attrs.get("schema_version")
@@ -293,11 +299,11 @@ class Split:
         return pq.read_schema(pa.BufferReader(self.location.read_bytes(index_name(self.name)))).names
 
     def geo_index(self):
-        """The sample index as a :class:`geopandas.GeoDataFrame` of footprints (EPSG:4326); a split
-        written before schema 2 gets its footprints computed from its grids."""
+        """The sample index as a :class:`geopandas.GeoDataFrame` of footprints (EPSG:4326); an index
+        written before schema 1.1 gets its footprints computed from the grids."""
         import geopandas as gpd
 
-        if self.attrs.get("schema_version", 1) >= 2:
+        if "geometry" in self.index_columns():
             return gpd.read_parquet(io.BytesIO(self.location.read_bytes(index_name(self.name))))
         return geo_index(self.index(), self.grids())
 
@@ -339,7 +345,8 @@ def open_dataset(root: RootLike, split: str = "nol", chunks: Mapping[str, int] |
 
     ``mask`` (default) turns nodata into NaN (S2 0, S1 NaN, labels 255, OSM 0; integers become floats);
     ``mask=False`` keeps the stored integers. The times come from the index (the ``time`` array holds the
-    same); a split written before schema 2 gets the same masking and times (``noldo upgrade`` stores them).
+    same); an array written before schema 1.1 (no ``_FillValue``) gets the same masking, and an older split
+    the same times (``noldo upgrade`` stores them).
 
     Example:
         >>> ds = noldo.open("demo-data", "nol")
@@ -360,10 +367,10 @@ def open_dataset(root: RootLike, split: str = "nol", chunks: Mapping[str, int] |
     ds = ds.assign_coords({k: v for k, v in coords.items() if k in ds.dims})
     if not reader.has_index:
         return ds
-    if "time" not in ds.variables and mask:  # schema 1: no _FillValue to mask by
-        for name in reader.layout.arrays:
-            nodata = array_kind(name).nodata
-            ds[name] = ds[name] if isinstance(nodata, float) else ds[name].where(ds[name] != nodata)
+    for name in reader.layout.arrays if mask else ():
+        nodata = array_kind(name).nodata
+        if "_FillValue" not in ds[name].encoding and not isinstance(nodata, float):  # before schema 1.1
+            ds[name] = ds[name].where(ds[name] != nodata)
     # from the index already read for the ids (no request per shard), in memory as groupby("time.season") needs
     times = acquisition_times(reader.index(), reader.layout.seasons).astype("datetime64[ns]")
     return ds.assign_coords(time=(("sample", "season"), times, ds["time"].attrs if "time" in ds.variables else {}))
@@ -546,7 +553,7 @@ class SplitWriter:
             raise NoldoError(f"cannot grow {self.split} from {self.layout.samples} to {samples} samples")
         self.layout = replace(self.layout, samples=samples)
         for name in self.layout.stored_arrays:
-            if name in self.group:  # a split made before schema 2 has no derived arrays yet
+            if name in self.group:  # a split made before schema 1.1 has no derived arrays yet
                 self.group[name].resize(self.layout.shape(name))
         self.group.attrs["layout"] = self.layout.to_json()
 

@@ -1,26 +1,32 @@
 """``noldo upgrade``: bring a store written by an older noldo to the current store schema (CHANGELOG.md).
 
-Schema 1 → 2 adds, per split, the CF attributes of every array (xarray then masks nodata itself), the
-``time`` array of acquisition times, the footprints of the GeoParquet index, and then the new
-``schema_version``; finally the manifest is rewritten (unchanged shards keep their hashes). Every step
-rewrites whole objects and can be repeated, so an interrupted upgrade is finished by running it again.
+Schema 1.0 → 1.1 adds, per split, the CF attributes of every array (xarray then masks nodata itself), the
+``time`` array of acquisition times, the footprints of the GeoParquet index, and then ``schema_minor``;
+finally the manifest is rewritten (shards keep their hashes; metadata, indexes and ``time`` are hashed
+again). Every step rewrites whole objects and can be repeated, so an interrupted upgrade is finished by
+running it again.
 """
 
 from __future__ import annotations
 
 import zarr
 
-from noldo.catalog import SCHEMA_VERSION, array_kind
+from noldo.catalog import SCHEMA_MINOR, SCHEMA_VERSION, array_kind
 from noldo.errors import NoldoError
 from noldo.location import RootLike, StoreLocation
 from noldo.lock import writing
 from noldo.manifest import known_hashes, read_manifest, write_manifest
-from noldo.store import Split, cf_attributes, consolidate, group_name, list_splits, write_derived
+from noldo.store import Split, cf_attributes, consolidate, group_name, list_splits, schema_of, write_derived
+
+
+def _rewritten(path: str) -> bool:
+    """What an upgrade may have written again: metadata, indexes and the ``time`` array (never a shard of data)."""
+    return path.endswith(("zarr.json", ".parquet")) or "/time/" in path
 
 
 def upgrade(root: RootLike) -> dict[str, list[str]]:
-    """Upgrade every split of ``root`` below :data:`~noldo.catalog.SCHEMA_VERSION`; returns the splits
-    ``upgraded`` and those already ``current``."""
+    """Upgrade every split of ``root`` below schema :data:`~noldo.catalog.SCHEMA_VERSION`.
+    :data:`~noldo.catalog.SCHEMA_MINOR`; returns the splits ``upgraded`` and those already ``current``."""
     location = StoreLocation.of(root)
     splits = list_splits(location)
     if not splits:
@@ -31,8 +37,8 @@ def upgrade(root: RootLike) -> dict[str, list[str]]:
             split = Split.open(location, name)
             group = zarr.open_group(location.zarr_store(group_name(name), read_only=False), mode="r+",
                                     use_consolidated=False)
-            if (split.attrs["schema_version"] >= SCHEMA_VERSION and "time" in group
-                    and "geometry" in split.index_columns()):
+            if schema_of(split.attrs) >= (SCHEMA_VERSION, SCHEMA_MINOR) and "time" in group and (
+                    "geometry" in split.index_columns()):
                 done["current"].append(name)
                 continue
             for array_name, array in group.arrays():
@@ -40,9 +46,9 @@ def upgrade(root: RootLike) -> dict[str, list[str]]:
             write_derived(location, name, group, split.layout, split.index())
             licences = group.attrs.get("array_licences", {})
             group.attrs["array_licences"] = {**licences, "time": array_kind("time").licence}
-            group.attrs["schema_version"] = SCHEMA_VERSION  # last: until then a re-run upgrades it again
+            group.attrs["schema_minor"] = SCHEMA_MINOR  # last: until then a re-run upgrades it again
             consolidate(location, name)
             done["upgraded"].append(name)
-        if done["upgraded"] and read_manifest(location) is not None:
-            write_manifest(location, known_hashes(location))
+        if read_manifest(location) is not None:  # also after an upgrade stopped before its manifest
+            write_manifest(location, known_hashes(location, _rewritten))
     return done

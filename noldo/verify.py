@@ -14,7 +14,7 @@ from noldo.catalog import array_kind
 from noldo.errors import NoldoError
 from noldo.location import RootLike, StoreLocation
 from noldo.manifest import MANIFEST, read_manifest, store_files
-from noldo.store import Split, group_name, index_name, list_splits, read_attributes, shard_name
+from noldo.store import Split, group_name, index_name, list_splits, read_attributes, schema_of, shard_name
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ def _check_split(root: StoreLocation, name: str, sizes: dict[str, int]) -> list[
         return [Problem(group_name(name), str(exc), _repair(root, None))]
     layout, problems = split.layout, []
     present = dict(split.group().arrays())
-    schema = split.attrs["schema_version"]
-    for array_name in layout.stored_arrays if schema >= 2 else layout.all_arrays:
+    current = schema_of(split.attrs) >= (1, 1)  # schema 1.1 on: derived arrays and footprints
+    for array_name in layout.stored_arrays if current else layout.all_arrays:
         kind = array_kind(array_name)
         array = present.get(array_name)
         if array is None:
@@ -77,7 +77,7 @@ def _check_split(root: StoreLocation, name: str, sizes: dict[str, int]) -> list[
             if len(rows) != layout.samples:
                 problems.append(Problem(index, f"has {len(rows)} rows for {layout.samples} samples",
                                         _repair(root, name, index)))
-            elif schema >= 2 and "geometry" not in split.index_columns():
+            elif current and "geometry" not in split.index_columns():
                 problems.append(Problem(index, "has no sample footprints (geometry column)",
                                         f"noldo upgrade {shlex.quote(str(root))}"))
         except Exception as exc:  # any parquet/arrow decoding error means a damaged index

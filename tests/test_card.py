@@ -156,3 +156,14 @@ def test_card_on_object_storage(s3):
     assert problems == []
     card = StoreLocation(url).read_bytes("README.md").decode()
     assert front_matter(card)["dataset_info"][0]["splits"][0]["num_examples"] == 3
+
+
+def test_card_again_renews_the_hashes_of_what_it_rewrites(synthetic_store):
+    """A second card for another repository of the same name length rewrites README.md at the same size: the
+    manifest must take its new hash, not keep the old one."""
+    root = synthetic_store(tile_size=32, splits=SPLITS[:1], copy=True)
+    for repo in ("org-a/noldo", "org-b/noldo"):
+        result = CliRunner().invoke(cli, ["card", str(root), "--repo", repo])
+        assert result.exit_code == 0, result.output
+        problems, _ = noldo.verify(root)
+        assert problems == [], problems

@@ -97,3 +97,13 @@ def test_store_statistics_encode_alike_on_both_paths(synthetic_store):
     assert not torch.equal(item["s2"], paper["s2"]), "the store's statistics change the encoding"
     raw = [NoLPretrainDataset(root, loader="device", **options)[i] for i in range(4)]
     assert_same_batches(device_batch(collate(raw)), collate([dataset[i] for i in range(4)]))
+
+
+@pytest.mark.parametrize("normalization", ["zscore", "ssl4eo-moco"])
+def test_every_normalization_is_the_same_on_the_device(demo_store, normalization):
+    options = {"crop": 16, "augment": False, "season": 2, "prior": "none", "normalization": normalization}
+    raw = [NoLPretrainDataset(demo_store, loader="device", **options)[i] for i in range(3)]
+    assert_same_batches(device_batch(collate(raw)), collate([NoLPretrainDataset(demo_store, **options)[i]
+                                                             for i in range(3)]))
+    with pytest.raises(NoldoError, match="normalization must be one of"):
+        encode_s1(raw[0]["s1"][None], "minmax")

@@ -146,3 +146,39 @@ def test_demo_study_end_to_end(truth_store, tmp_path):
     assert len(pd.read_csv(tmp_path / "study" / "results.csv")) == 6
     again = main(["--config", str(path)])  # finished runs are skipped
     assert len(pd.read_csv(tmp_path / "study" / "results.csv")) == 6 and "Study time" in again
+
+
+def test_store_statistics_of_the_training_split_encode_every_split(truth_store, tmp_path):
+    """--stats store in transfer: the training split's statistics (noldo stats) for train, val and test alike."""
+    import shutil
+
+    from benchmark.datamodules import DownstreamDataModule
+    from noldo.stats import stats
+
+    root = tmp_path / "store"
+    shutil.copytree(truth_store, root)
+    module = DownstreamDataModule(root, "truth", "s2", "truth_train", "truth_test", stats="store")
+    with pytest.raises(NoldoError, match="noldo stats .* --split truth_train"):
+        module.setup()
+    kept = stats(root, "truth_train", workers=1)
+    module.setup()
+    for dataset in (module.train_set, module.val_set, module.test_set):
+        assert dataset.stats.source == "store:truth_train"
+        assert dataset.stats.s2[0] == (kept["s2"]["B1"]["mean"], kept["s2"]["B1"]["std"])
+
+
+def test_the_module_refuses_data_encoded_otherwise_than_its_weights_expect(tmp_path):
+    """A LightningCLI config can pair TorchGeo weights with CromSS-encoded data: setup stops it."""
+    from types import SimpleNamespace
+
+    from tests.helpers import torchgeo_file
+
+    torchgeo_file(tmp_path / "moco.pth")
+    module = FinetuneModule(weights=f"torchgeo:SENTINEL2_ALL_MOCO={tmp_path / 'moco.pth'}", encoder="resnet50")
+    module.trainer = SimpleNamespace(datamodule=SimpleNamespace(normalization="cromss"))
+    with pytest.raises(NoldoError, match="ssl4eo-moco"):
+        module.setup("fit")
+    module.trainer.datamodule.normalization = "ssl4eo-moco"
+    module.setup("fit")
+    with pytest.raises(NoldoError, match="give --encoder resnet50"):
+        FinetuneModule(weights=f"torchgeo:SENTINEL2_ALL_MOCO={tmp_path / 'moco.pth'}", encoder="resnet18")

@@ -1,5 +1,5 @@
-"""Schema 2: the GeoParquet index with footprints, CF attributes and times in xarray, and the upgrade of
-schema-1 stores (tests/data/schema1-store was written by noldo at schema 1, see tests/data/README.md)."""
+"""Schema 1.1: the GeoParquet index with footprints, CF attributes and times in xarray, and the upgrade of
+schema-1.0 stores (tests/data/schema1-store was written by noldo before schema 1.1, see tests/data/README)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,17 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import xarray as xr
+import zarr
 from click.testing import CliRunner
 from shapely.geometry import Point
 
 import noldo
-from noldo.catalog import SCHEMA_VERSION
+from noldo.catalog import SCHEMA_MINOR, SCHEMA_VERSION
 from noldo.cli import cli
 from noldo.grid import sample_grid
 from noldo.index import acquisition_times, footprint, footprints
-from noldo.store import Split
+from noldo.store import Split, consolidate, write_derived
+from noldo.upgrade import upgrade
 from noldo.verify import verify
 from tests.helpers import write_store_with_nodata
 
@@ -99,7 +101,7 @@ def test_cf_attributes_and_a_time_coordinate_for_groupby(synthetic_store):
 def test_a_schema_1_store_opens_verifies_and_upgrades(tmp_path):
     root = tmp_path / "old"
     shutil.copytree(OLD_STORE, root)
-    assert Split.open(root, "nol").attrs["schema_version"] == 1
+    assert Split.open(root, "nol").attrs["schema_version"] == 1 and "schema_minor" not in Split.open(root, "nol").attrs
     assert verify(root)[1]["ok"], "an old store still verifies"
     old = noldo.open(root)
     assert np.isnan(old.dw.values).any() and not np.isnat(old.time.values).all(), "masked, with times from the index"
@@ -111,7 +113,7 @@ def test_a_schema_1_store_opens_verifies_and_upgrades(tmp_path):
     problems, _ = verify(root)
     assert not problems, problems
     new = xr.open_zarr(root / "nol.zarr")
-    assert new.attrs["schema_version"] == SCHEMA_VERSION
+    assert (new.attrs["schema_version"], new.attrs["schema_minor"]) == (SCHEMA_VERSION, SCHEMA_MINOR)
     np.testing.assert_array_equal(np.isnan(new.dw.values), np.isnan(old.dw.values))
     np.testing.assert_array_equal(new.time.values, old.time.values)
     assert len(gpd.read_parquet(root / "nol.parquet")) == 3
@@ -126,3 +128,34 @@ def test_verify_names_upgrade_for_an_index_without_footprints(synthetic_store):
     assert any("no sample footprints" in str(p) and "noldo upgrade" in p.repair for p in problems), problems
     assert CliRunner().invoke(cli, ["upgrade", str(root)]).exit_code == 0
     assert [p for p in verify(root)[0] if "footprints" in str(p)] == []
+
+
+def test_an_interrupted_upgrade_is_finished_by_running_it_again(tmp_path, monkeypatch):
+    root = tmp_path / "old"
+    shutil.copytree(OLD_STORE, root)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("noldo.upgrade.write_manifest", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        upgrade(root)
+    assert not verify(root)[1]["ok"], "stopped before its manifest: the new metadata is not listed yet"
+    monkeypatch.undo()
+    assert upgrade(root) == {"upgraded": [], "current": ["dw_train", "nol"]}
+    problems, _ = verify(root)
+    assert not problems, problems
+
+
+def test_an_older_split_finalised_again_is_still_masked(tmp_path):
+    """Adding an array to a schema-1.0 split finalises it again (the time array appears); arrays without a
+    _FillValue are still masked by noldo.open."""
+    root = tmp_path / "old"
+    shutil.copytree(OLD_STORE, root)
+    split = Split.open(root, "nol")
+    group = zarr.open_group(root / "nol.zarr", mode="r+", use_consolidated=False)
+    write_derived(split.location, "nol", group, split.layout, split.index())
+    consolidate(split.location, "nol")
+    ds = noldo.open(root)
+    assert "time" in ds.coords and np.isnan(ds.dw.values).any()
+    assert not (ds.dw.values == 255).any()

@@ -351,12 +351,21 @@ def test_refusals_are_one_line_errors(synthetic_store, tmp_path):
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     for args, words in ((["stac", str(tmp_path / "missing")], "not a noldo store"),
                         (["stac", str(tmp_path)], "no noldo splits"),
-                        (["stac", str(root), "--out", str(tmp_path / "busy")], "holds no noldo STAC catalogue"),
+                        (["stac", str(root), "--out", str(tmp_path / "busy")], "not part of a noldo STAC catalogue"),
                         (["stac", str(root), "--out", str(root / "elsewhere")], "inside the store")):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1 and result.stderr.startswith("error: ") and words in result.stderr, args
         assert len(result.stderr.splitlines()) == 1
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+
+
+def test_an_earlier_catalogue_beside_other_files_is_not_replaced(synthetic_store, tmp_path):
+    root, out = synthetic_store(samples=20, tile_size=40), tmp_path / "catalogue"
+    assert CliRunner().invoke(cli, ["-q", "stac", str(root), "--out", str(out)]).exit_code == 0
+    (out / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(cli, ["-q", "stac", str(root), "--out", str(out)])
+    assert result.exit_code == 1 and "'notes.txt'" in result.stderr
+    assert (out / "notes.txt").read_text() == "mine" and (out / "catalog.json").is_file()
 
 
 def split_stac(root: Path, name: str) -> SplitStac:

@@ -20,7 +20,7 @@ def command(root: StoreLocation, break_lock: bool) -> None:
     """Upgrade a store written by an older noldo to the current store schema, in place.
 
     \b
-    Schema 2 (CHANGELOG.md) adds the footprints of the GeoParquet index, CF attributes (xarray then
+    Schema 1.1 (CHANGELOG.md) adds the footprints of the GeoParquet index, CF attributes (xarray then
     masks nodata by itself) and the `time` array of acquisition times. Shards are not rewritten;
     the manifest is. Running it again finishes an interrupted upgrade and changes nothing after.
     """
