@@ -103,3 +103,20 @@ def test_a_missing_split_is_a_one_line_error(synthetic_store):
     root = synthetic_store(samples=20, tile_size=24)
     result = CliRunner().invoke(cli, ["stats", str(root), "--split", "osm_train"])
     assert result.exit_code != 0 and "no split 'osm_train'" in result.output
+
+
+def test_stats_and_upgrade_on_object_storage(s3):
+    """The same store locations as every command: a store in an S3 bucket (moto's server) gets its statistics
+    and still verifies; upgrading it is a no-op that keeps it valid."""
+    from noldo.build import BuildSpec, build
+    from noldo.upgrade import upgrade
+
+    _, url = s3
+    build(BuildSpec("demo", "synthetic", samples=3, tile_size=16), url)
+    result = CliRunner().invoke(cli, ["stats", url, "--workers", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert Split.open(url, "nol").attrs["statistics"]["s2"]["B4"]["count"] == json.loads(result.output)["s2"]["B4"][
+        "count"] > 0
+    assert upgrade(url) == {"upgraded": [], "current": ["nol"]}
+    problems, _ = verify(url)
+    assert problems == [], problems
