@@ -312,3 +312,22 @@ def test_quick_verify_never_trusts_the_checksum_of_a_multipart_upload(s3):
     assert location.sha256("big") == hashlib.sha256(part + part).hexdigest()
     location.write_bytes("small", b"one put")
     assert location.stored_sha256("small") == hashlib.sha256(b"one put").hexdigest()
+
+
+def test_a_stac_catalogue_in_the_bucket_is_listed_in_the_manifest(s3):
+    """noldo stac on an S3 store writes ROOT/stac through the store's own location (one PUT per object),
+    with asset hrefs relative to the items, and the store still verifies."""
+    from click.testing import CliRunner
+
+    from noldo.cli import cli
+
+    _, url = s3
+    build(BuildSpec("demo", "synthetic", samples=3, tile_size=16), url)
+    result = CliRunner().invoke(cli, ["stac", url])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["collections"]["nol"]["items"] == 3
+    item = json.loads(StoreLocation(url).read_bytes("stac/nol/items/nol-0000000.json"))
+    assert item["assets"]["s2"]["href"] == "../../../nol.zarr/s2"
+    assert "stac/catalog.json" in {f["path"] for f in read_manifest(url)["files"]}
+    problems, _ = verify(url)
+    assert problems == [], problems
