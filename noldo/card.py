@@ -22,6 +22,8 @@ from noldo.markdown import table
 from noldo.store import Split, describe, group_name, index_name, list_splits
 
 CARD = "README.md"
+#: The line that marks a card as noldo's: a README.md without it is the user's, and is never replaced.
+MARK = "<!-- written by `noldo card`: change the store and run it again rather than editing this file -->"
 CROISSANT = "croissant.json"
 DESCRIPTION = ("NoLDO-S12 pairs Sentinel-1 and Sentinel-2 patches with noisy Dynamic World labels (the nol "
                "pretraining split) and with expert Dynamic World and OpenStreetMap labels (the downstream "
@@ -188,7 +190,7 @@ ds = xr.open_zarr("noldo-s12/{group_name(first)}")  # plain xarray, named dimens
 def dataset_card(facts: list[SplitFacts], repo: str = HF_REPO) -> str:
     """``README.md``: YAML front matter, then what the store holds, how to load it, licences, citation."""
     meta = yaml.safe_dump(front_matter(facts), sort_keys=False, allow_unicode=True, width=120)
-    return f"---\n{meta}---\n\n{_body(facts, repo)}"
+    return f"---\n{meta}---\n\n{MARK}\n\n{_body(facts, repo)}"
 
 
 def croissant_description(location: StoreLocation, facts: list[SplitFacts], repo: str = HF_REPO) -> dict[str, Any]:
@@ -201,7 +203,14 @@ def croissant_description(location: StoreLocation, facts: list[SplitFacts], repo
                      keywords=_tags(facts))
 
 
+def _refuse_foreign_card(out: StoreLocation) -> None:
+    if out.is_file(CARD) and MARK not in out.read_bytes(CARD).decode(errors="replace"):
+        raise NoldoError(f"{out}/{CARD} exists and was not written by noldo card; move it away (or write the "
+                         "card elsewhere with --out DIR) so that it is not replaced")
+
+
 def _write(location: StoreLocation, out: StoreLocation, manifest: Mapping[str, Any], repo: str) -> list[str]:
+    _refuse_foreign_card(out)
     facts = read_facts(location, manifest)
     out.write_bytes(CARD, dataset_card(facts, repo).encode())
     out.write_json(CROISSANT, croissant_description(location, facts, repo))
@@ -221,6 +230,7 @@ def write_card(root: RootLike, out: RootLike | None = None, repo: str = HF_REPO)
             raise NoldoError(f"{location} has no {MANIFEST}; run noldo manifest {location} first")
         return _write(location, StoreLocation.of(out), manifest, repo)
     with writing(location, *splits, command="noldo card"):
+        _refuse_foreign_card(location)  # before the manifest is touched
         written = _write(location, location, write_manifest(location, known_hashes(location)), repo)
         write_manifest(location, known_hashes(location, lambda path: path in (CARD, CROISSANT)))
     return [*written, f"{location}/{MANIFEST}"]

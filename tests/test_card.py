@@ -167,3 +167,13 @@ def test_card_again_renews_the_hashes_of_what_it_rewrites(synthetic_store):
         assert result.exit_code == 0, result.output
         problems, _ = noldo.verify(root)
         assert problems == [], problems
+
+
+def test_a_readme_of_the_user_is_never_replaced(synthetic_store):
+    root = synthetic_store(tile_size=32, splits=SPLITS[:1], copy=True)
+    (root / "README.md").write_text("# my notes\n")
+    manifest = (root / "manifest.json").read_bytes()
+    result = CliRunner().invoke(cli, ["card", str(root)])
+    assert result.exit_code == 1 and "not written by noldo card" in result.stderr
+    assert (root / "README.md").read_text() == "# my notes\n" and not (root / "croissant.json").exists()
+    assert (root / "manifest.json").read_bytes() == manifest, "nothing of the store changed"
