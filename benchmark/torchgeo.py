@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from benchmark.data import DatasetNotFoundError, DownstreamDataset, NoLPretrainDataset, StoreDataset
-from noldo import catalog
 from noldo.errors import NoldoError
 from noldo.location import RootLike
+from noldo.store import Split
 
 try:
     from torchgeo.datasets import DatasetNotFoundError as _TorchGeoNotFound
@@ -42,8 +42,9 @@ class NoLDOS12(NonGeoDataset):
         root: a store (directory or object-store / ``hf://`` URL).
         split: ``nol`` or a downstream split (:attr:`splits`; a custom split name works too).
         bands: S2 bands, a subset name (``13B``, ``9B``) or band names (``B01`` and ``B1`` alike).
-        modality: ``s2`` or ``s1``, the image of a downstream split.
-        task: the labels of a downstream split (default: the split's own, :data:`SPLIT_TASKS`).
+        modality: ``s2`` (default) or ``s1``, the image of a downstream split.
+        task: the labels of a downstream split (default: the split's own, :data:`SPLIT_TASKS`). A split of
+            several seasons is a pretraining split (CromSS items), whatever its name.
         transforms: a callable on each item (dict in, dict out).
         **options: further arguments of the underlying dataset (``crop``, ``season``, ``prior``,
             ``normalization``, ``stats``, ``min_clear``, ``seed``).
@@ -63,16 +64,22 @@ class NoLDOS12(NonGeoDataset):
     classes: ClassVar[tuple[str, ...]] = StoreDataset.classes
 
     def __init__(self, root: RootLike = "data", split: str = "nol", bands: str | list[str] = "13B",
-                 modality: str = "s2", task: str | None = None,
+                 modality: str | None = None, task: str | None = None,
                  transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None, **options: Any) -> None:
         self.root, self.split, self.transforms = root, split, transforms
         self._verify()
         options = {"augment": False, "crop": None, "transforms": transforms, **options}
-        info = catalog.split_info(split)
-        if (info.seasons if info else None) == len(catalog.SEASONS) or (task is None and split not in SPLIT_TASKS):
+        if Split.open(root, split).layout.seasons > 1:  # a pretraining split, whatever its name
+            if task is not None or modality is not None:
+                raise NoldoError(f"split {split} is a multi-season pretraining split: its items hold s1 and s2 "
+                                 "with the noisy labels; task and modality are for downstream splits")
             self.dataset: StoreDataset = NoLPretrainDataset(root, split, bands, **options)
         else:
-            self.dataset = DownstreamDataset(root, split, task or SPLIT_TASKS[split], modality, bands, **options)
+            task = task or SPLIT_TASKS.get(split)
+            if task is None:
+                raise NoldoError(f"split {split} is not a standard downstream split: give task= "
+                                 "(dw, osm, dfc2020 or truth)")
+            self.dataset = DownstreamDataset(root, split, task, modality or "s2", bands, **options)
         self.classes = self.dataset.classes
 
     def _verify(self) -> None:

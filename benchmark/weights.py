@@ -172,9 +172,10 @@ class PublishedWeights(WeightsEnum):
     def __str__(self) -> str:
         return f"{type(self).__name__.lower()}:{self.name}"
 
-    def get_state_dict(self, path: str | Path | None = None) -> dict[str, torch.Tensor]:
+    def get_state_dict(self, path: str | Path | None = None, **_: Any) -> dict[str, torch.Tensor]:
         """The encoder of this member's modality (smp keys) from the local file ``path``, else from the download;
-        a file in another layout, or whose encoder takes other input channels, is refused."""
+        a file in another layout, or whose encoder takes other input channels, is refused. Other keywords
+        (TorchGeo's model builders pass ``progress``) are accepted and ignored."""
         path = Path(path) if path is not None else self._fetch()
         state, _ = read_encoder(path, self.meta["modality"], (self.meta["layout"],))
         channels = input_channels(state)
@@ -209,6 +210,8 @@ class CromSS(PublishedWeights):
         from noldo.download import download
 
         root = cache_dir()
+        if (root / self.meta["file"]).is_file():  # downloads land under their name only once verified
+            return root / self.meta["file"]
         try:
             download(["weights"], root, progress=sys.stderr.isatty())
         except NoldoError as exc:

@@ -11,13 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from noldo.catalog import HF_REPO, REFERENCES
+from noldo.catalog import HF_REPO, REFERENCES, SHARD_SAMPLES
 from noldo.catalog_doc import bibtex, citation_section
 from noldo.croissant import IndexFile, croissant
 from noldo.errors import NoldoError
 from noldo.location import MANIFEST, RootLike, StoreLocation
 from noldo.lock import writing
-from noldo.manifest import known_hashes, read_manifest, write_manifest
+from noldo.manifest import known_hashes, read_manifest, refresh_manifest, write_manifest
 from noldo.markdown import table
 from noldo.store import Split, describe, group_name, index_name, list_splits
 
@@ -157,7 +157,7 @@ CATALOG.md (`noldo catalog`).
 
 ## Files
 
-- `<split>.zarr/`: a Zarr v3 group per split, in shards of 64 samples.
+- `<split>.zarr/`: a Zarr v3 group per split, in shards of {SHARD_SAMPLES} samples.
 - `<split>.parquet`: the sample index of the split; the configs of this card point at it, so the
   dataset viewer and `datasets.load_dataset("{repo}", "{first}")` show the index, not the pixels.
 - `manifest.json`: size and sha256 of every file; `noldo verify` checks them.
@@ -232,5 +232,5 @@ def write_card(root: RootLike, out: RootLike | None = None, repo: str = HF_REPO)
     with writing(location, *splits, command="noldo card"):
         _refuse_foreign_card(location)  # before the manifest is touched
         written = _write(location, location, write_manifest(location, known_hashes(location)), repo)
-        write_manifest(location, known_hashes(location, lambda path: path in (CARD, CROISSANT)))
+        refresh_manifest(location, lambda path: path in (CARD, CROISSANT))
     return [*written, f"{location}/{MANIFEST}"]

@@ -80,6 +80,14 @@ def write_manifest(root: RootLike, known_hashes: Mapping[str, list] | None = Non
     return manifest
 
 
+def refresh_manifest(root: RootLike, rewritten: Callable[[str], bool]) -> dict[str, Any] | None:
+    """After a command rewrote files of a store that has a manifest: write the manifest again, hashing what
+    ``rewritten`` names (and any new or resized file), keeping the other hashes; None without a manifest."""
+    if read_manifest(root) is None:
+        return None
+    return write_manifest(root, known_hashes(root, rewritten))
+
+
 def read_manifest(root: RootLike) -> dict[str, Any] | None:
     """The store's manifest, None if it has none, or a clear error if it is unreadable."""
     location = StoreLocation.of(root)

@@ -84,7 +84,8 @@ class Target:
         except ValueError:
             ours = False
         foreign = [name for name in names if not (name == CATALOG or fnmatch.fnmatch(name, "items-*.parquet")
-                                                  or self.location.is_file(self.rel(f"{name}/collection.json")))]
+                                                  or {"collection.json", "items"} & set(self.location.children(
+                                                      self.rel(name))))]  # items/ alone: a run that stopped
         if not ours or foreign:
             raise NoldoError(f"{self} holds {(foreign or names)[0]!r}, which is not part of a noldo STAC catalogue; "
                              "choose a new or empty directory")

@@ -27,7 +27,7 @@ from noldo._version import __version__
 from noldo.errors import NoldoError
 from noldo.location import RootLike, StoreLocation
 from noldo.lock import writing
-from noldo.manifest import known_hashes, read_manifest, write_manifest
+from noldo.manifest import refresh_manifest
 from noldo.store import Split, consolidate, group_name
 
 PERCENTILES = (1, 2, 98, 99)
@@ -190,8 +190,7 @@ def write(root: RootLike, split: str, statistics: dict[str, Any]) -> None:
                             use_consolidated=False)
     group.attrs["statistics"] = statistics
     consolidate(location, split)
-    if read_manifest(location) is not None:
-        write_manifest(location, known_hashes(location, lambda path: path == f"{group_name(split)}/zarr.json"))
+    refresh_manifest(location, lambda path: path == f"{group_name(split)}/zarr.json")
 
 
 def stats(root: RootLike, split: str, workers: int = 2, progress: Callable[[int], None] | None = None,

@@ -15,13 +15,13 @@ from noldo.catalog import SCHEMA_MINOR, SCHEMA_VERSION, array_kind
 from noldo.errors import NoldoError
 from noldo.location import RootLike, StoreLocation
 from noldo.lock import writing
-from noldo.manifest import known_hashes, read_manifest, write_manifest
+from noldo.manifest import refresh_manifest
 from noldo.store import Split, cf_attributes, consolidate, group_name, list_splits, schema_of, write_derived
 
 
 def _rewritten(path: str) -> bool:
     """What an upgrade may have written again: metadata, indexes and the ``time`` array (never a shard of data)."""
-    return path.endswith(("zarr.json", ".parquet")) or "/time/" in path
+    return path.endswith("zarr.json") or (path.endswith(".parquet") and "/" not in path) or "/time/" in path
 
 
 def upgrade(root: RootLike) -> dict[str, list[str]]:
@@ -49,6 +49,5 @@ def upgrade(root: RootLike) -> dict[str, list[str]]:
             group.attrs["schema_minor"] = SCHEMA_MINOR  # last: until then a re-run upgrades it again
             consolidate(location, name)
             done["upgraded"].append(name)
-        if read_manifest(location) is not None:  # also after an upgrade stopped before its manifest
-            write_manifest(location, known_hashes(location, _rewritten))
+        refresh_manifest(location, _rewritten)  # also after an upgrade that stopped before its manifest
     return done

@@ -137,7 +137,7 @@ def test_an_interrupted_upgrade_is_finished_by_running_it_again(tmp_path, monkey
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("noldo.upgrade.write_manifest", stopped)
+    monkeypatch.setattr("noldo.upgrade.refresh_manifest", stopped)
     with pytest.raises(KeyboardInterrupt):
         upgrade(root)
     assert not verify(root)[1]["ok"], "stopped before its manifest: the new metadata is not listed yet"

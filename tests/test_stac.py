@@ -414,3 +414,14 @@ def test_every_image_array_has_an_asset_in_a_source_or_a_label_item():
     assert set(ASSETS) == set(catalog.IMAGE_ARRAYS)
     assert sorted([*SOURCE_ARRAYS, *(a for arrays in LABEL_ARRAYS.values() for a in arrays)]) == sorted(
         catalog.IMAGE_ARRAYS)
+
+
+def test_a_stopped_run_is_finished_by_running_it_again(synthetic_store, tmp_path):
+    """A run stopped after some items but before the split's collection.json leaves items/ alone in the split
+    folder: that is still our catalogue, and the next run replaces it."""
+    root, out = synthetic_store(samples=20, tile_size=40), tmp_path / "catalogue"
+    assert CliRunner().invoke(cli, ["-q", "stac", str(root), "--out", str(out)]).exit_code == 0
+    (out / "nol" / "collection.json").unlink()
+    result = CliRunner().invoke(cli, ["-q", "stac", str(root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "nol" / "collection.json").is_file()

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from torch.utils.data import ConcatDataset
 
 from benchmark.data import DownstreamDataset, NoLPretrainDataset
+from noldo.errors import NoldoError
 from noldo.index import acquisition_times
 from noldo.store import Split
 
@@ -124,3 +125,10 @@ def test_lightning_cli_fits_the_demo_configs(store, tmp_path, monkeypatch, confi
     saved = list(tmp_path.rglob("config.yaml"))
     assert saved and "class_path" in saved[0].read_text(), "the resolved config is saved with the run"
     assert list(tmp_path.rglob("*.ckpt")), "a checkpoint is written"
+
+
+def test_a_multi_season_split_gives_pretraining_items_and_refuses_downstream_options(store):
+    assert isinstance(NoLDOS12(store, "nol").dataset, NoLPretrainDataset)
+    with pytest.raises(NoldoError, match="pretraining split"):
+        NoLDOS12(store, "nol", task="dw")
+    assert isinstance(NoLDOS12(store, "dw_train", modality="s1").dataset, DownstreamDataset)

@@ -241,3 +241,15 @@ def test_the_report_puts_baselines_after_random_init():
             for w in ("CromSS-midF (13B)", "torchgeo-ssl4eo-moco", "random") for m in ("frozen", "finetune")]
     names = [line.split(" | ")[1] for line in results_table(pd.DataFrame(rows)).splitlines()[2:]]
     assert names == ["random", "torchgeo-ssl4eo-moco", "CromSS-midF (13B)"]
+
+
+def test_torchgeo_s_own_model_builder_takes_our_members(monkeypatch, tmp_path):
+    """torchgeo.models.resnet50(weights=...) calls get_state_dict(progress=True): our members answer it, from the
+    cache when the file is there (no hub request)."""
+    torchgeo_models = pytest.importorskip("torchgeo.models")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / TorchGeo.SENTINEL2_ALL_MOCO.meta["file"]
+    cached.parent.mkdir(parents=True)
+    expected = torchgeo_file(cached)
+    model = torchgeo_models.resnet50(weights=TorchGeo.SENTINEL2_ALL_MOCO)
+    assert torch.equal(model.state_dict()["conv1.weight"], expected["conv1.weight"])

@@ -30,8 +30,8 @@ def command(ctx: click.Context, root: StoreLocation, out: StoreLocation | None, 
     \b
     Example: noldo stac demo-data && noldo verify demo-data
     """
-    from noldo.stac_write import write_stac  # pystac and stac-geoparquet load in a quarter second: only when used
+    from noldo.stac_write import target_for, write_stac  # pystac and stac-geoparquet load in 0.25 s: when used
 
-    if break_lock and out is None:
+    if break_lock and target_for(root, out).inside:  # writing into ROOT/stac holds the splits' locks
         _break(root, *list_splits(root))
     click.echo(json.dumps(write_stac(root, out, href_base, progress=progress(ctx)), indent=2))
