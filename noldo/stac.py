@@ -274,9 +274,6 @@ class SplitStac:
 
     def _item(self, item_id: str, index: int, geometry: dict[str, Any], bbox: list[float], grid: Grid,
               times: np.ndarray, arrays: list[str]) -> pystac.Item:
-        if not _SAFE_ID.match(item_id):
-            raise NoldoError(f"sample id {item_id!r} of split {self.name} cannot name a STAC item file "
-                             "(use letters, digits, '.', '_' and '-')")
         licence, licence_links = self._licence(arrays)
         properties: dict[str, Any] = {
             "license": licence, "proj:code": grid.crs, "proj:shape": list(grid.shape),
@@ -312,6 +309,9 @@ class SplitStac:
         frame = self.split.index()
         times = acquisition_times(frame, self.split.layout.seasons)
         ids = frame["sample"].tolist()
+        if unsafe := next((i for i in ids if not _SAFE_ID.match(i)), None):  # before the first file is written
+            raise NoldoError(f"sample id {unsafe!r} of split {self.name} cannot name a STAC item file "
+                             "(use letters, digits, '.', '_' and '-')")
         for start in range(0, len(ids), batch):
             grids = self.split.grids(start, min(start + batch, len(ids)))
             for offset, (grid, outline) in enumerate(zip(grids, footprints(grids), strict=True)):

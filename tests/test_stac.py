@@ -425,3 +425,18 @@ def test_a_stopped_run_is_finished_by_running_it_again(synthetic_store, tmp_path
     result = CliRunner().invoke(cli, ["-q", "stac", str(root), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert (out / "nol" / "collection.json").is_file()
+
+
+def test_an_id_that_cannot_name_a_file_is_refused_before_anything_is_written(tmp_path):
+    import pandas as pd
+
+    from noldo.store import Layout, SplitWriter
+    from tests.helpers import example_arrays
+
+    layout = Layout(2, 1, 16, 16, ("s2", "dw"))
+    writer = SplitWriter(tmp_path / "store", "dw_train", layout, {"source": "example"})
+    writer.write_shard(0, example_arrays(layout), pd.DataFrame({"sample": ["fine", "../escape"]}))
+    writer.finalize()
+    result = CliRunner().invoke(cli, ["stac", str(tmp_path / "store"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "'../escape'" in result.stderr
+    assert not (tmp_path / "out" / "dw_train").exists(), "no item was written (only the catalogue's placeholder)"
