@@ -182,6 +182,11 @@ class PublishedWeights(WeightsEnum):
         if channels != self.meta["in_chans"]:
             raise NoldoError(f"{path}: its {self.meta['modality']} encoder takes {channels} input channels, "
                              f"{self!r} {self.meta['in_chans']} ({'+'.join(self.meta['bands'])})")
+        if self.meta["modality"] == "s1" and "subset" in self.meta:  # both S1 encoders take 2: ask the S2 branch
+            beside = input_channels(read_encoder(path, "s2", (self.meta["layout"],))[0])
+            if beside != len(catalog.band_subset(self.meta["subset"])):
+                raise NoldoError(f"{path}: its S1 encoder was pretrained beside a {beside}-band S2 branch, {self!r} "
+                                 f"beside the {self.meta['subset']} one")
         return state
 
 

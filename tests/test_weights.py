@@ -110,6 +110,9 @@ def test_wrong_files_and_names_are_refused(tmp_path):
         CromSS.S2_13B_LATE.get_state_dict(mid)
     with pytest.raises(NoldoError, match=r"its s2 encoder takes 13 input channels, CromSS.S2_9B_MID 9 \(B2\+B3"):
         CromSS.S2_9B_MID.get_state_dict(mid)
+    with pytest.raises(NoldoError, match=r"S1 encoder was pretrained beside a 13-band S2 branch, CromSS.S1_9B_MID"):
+        CromSS.S1_9B_MID.get_state_dict(mid)  # both S1 encoders take 2 channels: the S2 branch tells them apart
+    assert CromSS.S1_13B_MID.get_state_dict(mid)
     with pytest.raises(NoldoError, match="holds a middle-fusion CromSS checkpoint .*, not a bare ResNet state dict"):
         TorchGeo.SENTINEL2_ALL_MOCO.get_state_dict(mid)
     with pytest.raises(NoldoError, match="takes 2 input channels, TorchGeo.SENTINEL2_ALL_MOCO 13"):
