@@ -176,7 +176,7 @@ def release(tmp_path, monkeypatch):
     data = write_example_store(tmp_path / "release", samples=10)
     files = {p.relative_to(tmp_path / "release").as_posix(): p.read_bytes()
              for p in (tmp_path / "release").rglob("*") if p.is_file() and ".noldo" not in p.parts}
-    with FakeHub({"noldo/nol-demo": files}) as server:
+    with FakeHub({"noldo/nol-demo": files}, tree_page=7) as server:  # listings of several pages to follow
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         yield server, files, data

@@ -30,8 +30,8 @@ class FakeHub(LoopbackServer):
     """``with FakeHub({"repo": {"path": bytes}}) as hub: ... hub.url ...``."""
 
     def __init__(self, repos: dict[str, dict[str, bytes]], revisions: tuple[str, ...] = ("main", COMMIT),
-                 lfs_exempt: tuple[str, ...] = ("manifest.json",)) -> None:
-        self.repos, self.revisions, self.lfs_exempt = repos, revisions, lfs_exempt
+                 lfs_exempt: tuple[str, ...] = ("manifest.json",), tree_page: int = TREE_PAGE) -> None:
+        self.repos, self.revisions, self.lfs_exempt, self.tree_page = repos, revisions, lfs_exempt, tree_page
         self.served: Counter = Counter()
         self.fetched_at: Counter = Counter()  # revision → file downloads asked at it
         self.corrupt_next: Counter = Counter()  # path → how many downloads to corrupt
@@ -104,10 +104,10 @@ class FakeHub(LoopbackServer):
                             for f in sorted(folders)]
                 entries.sort(key=lambda e: e["path"])
                 start = int(query.get("cursor", ["0"])[0])
-                page = entries[start:start + TREE_PAGE]
+                page = entries[start:start + hub.tree_page]
                 headers = {}
-                if start + TREE_PAGE < len(entries):
-                    params = {**{k: v[0] for k, v in query.items()}, "cursor": str(start + TREE_PAGE)}
+                if start + hub.tree_page < len(entries):
+                    params = {**{k: v[0] for k, v in query.items()}, "cursor": str(start + hub.tree_page)}
                     link = urllib.parse.urlparse(self.path)._replace(query=urllib.parse.urlencode(params)).geturl()
                     headers["Link"] = f'<http://{self.headers["Host"]}{link}>; rel="next"'
                 self.send_body(200, json.dumps(page), headers=headers)
