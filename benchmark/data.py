@@ -276,8 +276,9 @@ class StoreDataset(Dataset):
         self.root, self.split, self.layout = self.store.location, split, self.store.layout
         self.stats = statistics(stats, self.store)
         self.transforms = transforms
-        self.ids = self.store.ids()
-        times = acquisition_times(self.store.index(), self.layout.seasons)
+        frame = self.store.index()  # one read: the ids and the acquisition times
+        self.ids = frame["sample"].tolist()
+        times = acquisition_times(frame, self.layout.seasons)
         self.times = np.where(np.isnat(times), np.nan, times.astype("int64")).astype("float64")
         self.min_clear = min_clear
         if min_clear is not None:

@@ -19,7 +19,7 @@ from noldo.location import MANIFEST, RootLike, StoreLocation
 from noldo.lock import writing
 from noldo.manifest import known_hashes, read_manifest, refresh_manifest, write_manifest
 from noldo.markdown import table
-from noldo.store import Split, describe, group_name, index_name, list_splits
+from noldo.store import Split, describe, group_name, index_name, require_splits
 
 CARD = "README.md"
 #: The line that marks a card as noldo's: a README.md without it is the user's, and is never replaced.
@@ -210,7 +210,6 @@ def _refuse_foreign_card(out: StoreLocation) -> None:
 
 
 def _write(location: StoreLocation, out: StoreLocation, manifest: Mapping[str, Any], repo: str) -> list[str]:
-    _refuse_foreign_card(out)
     facts = read_facts(location, manifest)
     out.write_bytes(CARD, dataset_card(facts, repo).encode())
     out.write_json(CROISSANT, croissant_description(location, facts, repo))
@@ -221,13 +220,12 @@ def write_card(root: RootLike, out: RootLike | None = None, repo: str = HF_REPO)
     """Write the card and the Croissant file into ROOT and list them in its manifest (under the splits'
     locks), or into ``out`` leaving ROOT as it is; returns the paths written."""
     location = StoreLocation.of(root)
-    splits = list_splits(location)
-    if not splits:
-        raise NoldoError(f"{location} holds no noldo splits (no <split>.zarr groups)")
+    splits = require_splits(location)
     if out is not None and StoreLocation.of(out) != location:
         manifest = read_manifest(location)
         if manifest is None:
             raise NoldoError(f"{location} has no {MANIFEST}; run noldo manifest {location} first")
+        _refuse_foreign_card(StoreLocation.of(out))
         return _write(location, StoreLocation.of(out), manifest, repo)
     with writing(location, *splits, command="noldo card"):
         _refuse_foreign_card(location)  # before the manifest is touched

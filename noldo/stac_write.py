@@ -37,7 +37,7 @@ from noldo.stac import (
     item_path,
     root_catalog,
 )
-from noldo.store import Split, list_splits
+from noldo.store import Split, require_splits
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +155,7 @@ def write_stac(root: RootLike, out: RootLike | None = None, href_base: str | Non
                progress: bool = False) -> dict[str, Any]:
     """Write the STAC catalogue of a store (docs/stac.md); returns what was written."""
     location = StoreLocation.of(root)
-    splits = list_splits(location)
-    if not splits:
-        raise NoldoError(f"{location} holds no noldo splits (no <split>.zarr groups)")
+    splits = require_splits(location)
     target = target_for(location, out)
     if target.inside and isinstance(location, ReleaseLocation):
         raise NoldoError(f"{location} is a published release and read-only; write its catalogue with --out DIR")

@@ -28,7 +28,7 @@ from noldo.errors import NoldoError
 from noldo.location import RootLike, StoreLocation
 from noldo.lock import writing
 from noldo.manifest import refresh_manifest
-from noldo.store import Split, consolidate, group_name
+from noldo.store import Split, consolidate, group_name, writable_group
 
 PERCENTILES = (1, 2, 98, 99)
 S1_BIN_WIDTH, S1_RANGE = catalog.S1_STATS_BIN_WIDTH, catalog.S1_STATS_RANGE
@@ -186,9 +186,7 @@ def compute(root: RootLike, split: str, workers: int = 2, progress: Callable[[in
 def write(root: RootLike, split: str, statistics: dict[str, Any]) -> None:
     """Store statistics in the split's group attributes (consolidated metadata and manifest follow)."""
     location = StoreLocation.of(root)
-    group = zarr.open_group(location.zarr_store(group_name(split), read_only=False), mode="r+",
-                            use_consolidated=False)
-    group.attrs["statistics"] = statistics
+    writable_group(location, split).attrs["statistics"] = statistics
     consolidate(location, split)
     refresh_manifest(location, lambda path: path == f"{group_name(split)}/zarr.json")
 

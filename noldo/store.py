@@ -222,6 +222,20 @@ def list_splits(root: RootLike) -> list[str]:
             if name.endswith(".zarr") and location.is_file(f"{name}/zarr.json")]
 
 
+def require_splits(root: RootLike) -> list[str]:
+    """:func:`list_splits`, or a clear error for a store that holds none."""
+    splits = list_splits(root)
+    if not splits:
+        raise NoldoError(f"{StoreLocation.of(root)} holds no noldo splits (no <split>.zarr groups)")
+    return splits
+
+
+def writable_group(root: RootLike, split: str) -> zarr.Group:
+    """The split's group opened for changing its metadata (attributes, arrays), without consolidated metadata."""
+    return zarr.open_group(StoreLocation.of(root).zarr_store(group_name(split), read_only=False), mode="r+",
+                           use_consolidated=False)
+
+
 def read_attributes(root: RootLike, split: str) -> dict[str, Any]:
     """Group attributes of a split, read straight from its ``zarr.json`` (no schema check)."""
     location = StoreLocation.of(root)

@@ -9,14 +9,19 @@ running it again.
 
 from __future__ import annotations
 
-import zarr
-
 from noldo.catalog import SCHEMA_MINOR, SCHEMA_VERSION, array_kind
-from noldo.errors import NoldoError
 from noldo.location import RootLike, StoreLocation
 from noldo.lock import writing
 from noldo.manifest import refresh_manifest
-from noldo.store import Split, cf_attributes, consolidate, group_name, list_splits, schema_of, write_derived
+from noldo.store import (
+    Split,
+    cf_attributes,
+    consolidate,
+    require_splits,
+    schema_of,
+    writable_group,
+    write_derived,
+)
 
 
 def _rewritten(path: str) -> bool:
@@ -28,15 +33,12 @@ def upgrade(root: RootLike) -> dict[str, list[str]]:
     """Upgrade every split of ``root`` below schema :data:`~noldo.catalog.SCHEMA_VERSION`.
     :data:`~noldo.catalog.SCHEMA_MINOR`; returns the splits ``upgraded`` and those already ``current``."""
     location = StoreLocation.of(root)
-    splits = list_splits(location)
-    if not splits:
-        raise NoldoError(f"{location} holds no noldo splits (no <split>.zarr groups)")
+    splits = require_splits(location)
     done: dict[str, list[str]] = {"upgraded": [], "current": []}
     with writing(location, *splits, command="noldo upgrade"):
         for name in splits:
             split = Split.open(location, name)
-            group = zarr.open_group(location.zarr_store(group_name(name), read_only=False), mode="r+",
-                                    use_consolidated=False)
+            group = writable_group(location, name)
             if schema_of(split.attrs) >= (SCHEMA_VERSION, SCHEMA_MINOR) and "time" in group and (
                     "geometry" in split.index_columns()):
                 done["current"].append(name)

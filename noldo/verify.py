@@ -14,7 +14,15 @@ from noldo.catalog import array_kind
 from noldo.errors import NoldoError
 from noldo.location import RootLike, StoreLocation
 from noldo.manifest import MANIFEST, read_manifest, store_files
-from noldo.store import Split, group_name, index_name, list_splits, read_attributes, schema_of, shard_name
+from noldo.store import (
+    Split,
+    group_name,
+    index_name,
+    read_attributes,
+    require_splits,
+    schema_of,
+    shard_name,
+)
 
 
 @dataclass(frozen=True)
@@ -129,9 +137,7 @@ def verify(root: RootLike, progress: bool = False, quick: bool = False) -> tuple
     with the manifest instead of reading the object; every other file is read.
     """
     location = StoreLocation.of(root)
-    splits = list_splits(location)
-    if not splits:
-        raise NoldoError(f"{location} holds no noldo splits (no <split>.zarr groups)")
+    splits = require_splits(location)
     sizes = location.sizes()  # one listing: every size and presence check below uses it
     problems = [p for split in splits for p in _check_split(location, split, sizes)]
     files, size, read = 0, 0, 0

@@ -7,12 +7,11 @@ import json
 import click
 
 from noldo.cli.options import ROOT, break_lock_option
-from noldo.errors import NoldoError
 from noldo.location import StoreLocation
 from noldo.lock import break_lock as _break
 from noldo.lock import writing
 from noldo.manifest import write_manifest
-from noldo.store import list_splits
+from noldo.store import require_splits
 
 
 @click.command("manifest")
@@ -20,9 +19,7 @@ from noldo.store import list_splits
 @break_lock_option
 def command(root: StoreLocation, break_lock: bool) -> None:
     """Write ROOT/manifest.json afresh: size and sha256 of every file of the store."""
-    splits = list_splits(root)
-    if not splits:
-        raise NoldoError(f"{root} holds no noldo splits (no <split>.zarr groups)")
+    splits = require_splits(root)
     if break_lock:
         _break(root, *splits)
     with writing(root, *splits, command="noldo manifest"):  # no split changes while it is hashed
