@@ -5,6 +5,7 @@ import pytest
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
+from benchmark.batch_ring import SLOTS
 from benchmark.cromss.module import CromSSModule
 from benchmark.data import NoLPretrainDataset, collate, encode, loader
 from benchmark.device_batch import device_batch, encode_s1, encode_s2
@@ -74,6 +75,26 @@ def test_the_module_finishes_raw_batches_from_a_worker(demo_store):
     finished = module.on_after_batch_transfer(from_worker, 0)
     assert_same_batches(finished, device_batch(in_process))
     assert module.on_after_batch_transfer(finished, 0) is finished
+
+
+def test_worker_batches_reuse_their_shared_memory_intact(demo_store):
+    """A worker's raw batches come from its ring of reused shared memory: an epoch of more batches than the ring
+    has slots, each finished as it comes, equals the in-process epoch; a batch kept until its slot was written
+    again is refused, not silently used."""
+    dataset = NoLPretrainDataset(demo_store, crop=16, seed=2, prior="batch", loader="device")
+    batches = 3 * SLOTS
+    indices = range(2 * batches)
+    in_process = [device_batch(b) for b in loader(dataset, batch_size=2, shuffle=True, seed=2, indices=indices)]
+    from_worker = loader(dataset, batch_size=2, shuffle=True, workers=1, seed=2, indices=indices)
+    finished = [device_batch(b) for b in from_worker]
+    assert len(finished) == batches
+    for got, expected in zip(finished, in_process, strict=True):
+        assert_same_batches(got, expected)
+    kept = list(from_worker)  # the next epoch, all held
+    assert kept[0]["s2"].untyped_storage().data_ptr() == kept[SLOTS]["s2"].untyped_storage().data_ptr()
+    with pytest.raises(NoldoError, match="overwritten by its worker"):
+        device_batch(kept[0])
+    device_batch(kept[-1])
 
 
 @pytest.mark.parametrize("options", [{"prior": "cpu"}, {"prior": "batch", "rotation": "free"}, {"loader": "gpu"}])

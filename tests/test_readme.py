@@ -110,7 +110,7 @@ SMALL: dict[str, Small] = {
     "python -m benchmark.perf.store_read": Small("--samples 4 --reads 8", slow=True),
     "python -m benchmark.perf.stats --samples 250 1000": Small("--samples 8 --tile 32 --work perf-stats", slow=True),
     "python -m benchmark.perf.object_store": Small("--samples 4 --reads 4", slow=True),
-    "python -m benchmark.perf.loader --samples 64 --epochs 2": Small("--samples 8 --epochs 1", slow=True),
+    "python -m benchmark.perf.loader --samples 64 --epochs 4": Small("--samples 8 --epochs 1", slow=True),
     "python -m benchmark.perf.gpu_check --compile --json gpu_check.json": Small("--tiny", slow=True),
     "python -m benchmark.cromss --data demo-data --config benchmark/configs/cromss-demo.yaml --epochs 12 --T 8 "
     "--run runs/demo-cromss": Small(TINY_TRAIN, slow=True),
