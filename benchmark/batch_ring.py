@@ -1,22 +1,23 @@
 """Reused shared-memory batches for ``loader: device`` workers (README "Performance", "Pretraining loader").
 
 PyTorch's collate stacks a worker's batch into fresh shared memory, so every batch costs the kernel new pages
-twice (written in the worker, mapped in the main process): on the 2-core development machine, more than the
-loader's own work. A worker here collates the large raw arrays into one of :data:`SLOTS` shared-memory batches
-that it allocates once and reuses in turn; the main process receives them as it receives any shared tensor.
+twice (written in the worker, mapped in the main process), and each of its arrays crosses as a file descriptor
+fetched from the worker over a socket: on the 2-core development machine, more than the loader's own work. A
+worker here collates the large raw arrays into one of :data:`SLOTS` shared-memory batches that it allocates
+once and reuses. Each buffer crosses to the main process once, with the first batch written into it; later
+batches cross as (worker, slot, length), and the main process hands out views of the buffers it keeps.
 
-Contract: a batch is valid until its worker reuses the slot, which it does for its ``SLOTS``-th next batch.
-The DataLoader asks a worker for a batch ``prefetch_factor`` (2) batches ahead of the one it hands out, and
-Lightning fetches one batch ahead of the one it trains on, so a batch that is finished when it comes
-(:func:`benchmark.device_batch.device_batch`, in ``on_after_batch_transfer``) is never overwritten. Each batch
-carries a :class:`RingTicket`; the device path checks it after reading the batch and refuses, with a clear
-error, a batch whose slot was reused while it was kept. Shared memory: ``SLOTS`` batches per worker (about
-2.6 MB per 256-px sample), against the two or three a worker's batches occupy at a time without the ring.
+Contract: a slot is written again only after :func:`benchmark.device_batch.device_batch` has finished its batch
+and released it (:meth:`RingTicket.release`); while every slot is still held, a worker collates into fresh shared
+memory as PyTorch does. So no consumer, prefetch depth or holding pattern sees a batch change under it; one that
+never finishes batches gets PyTorch's behaviour. The main process keeps a worker's buffers mapped until a new
+worker replaces an ended one or the process ends: ``SLOTS`` batches per worker (about 2.6 MB per 256-px sample).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,56 +25,64 @@ import torch
 
 from noldo.errors import NoldoError
 
-#: Shared-memory batches per worker: the DataLoader's default prefetch of 2, the batch Lightning fetches ahead,
-#: and the one being finished.
+#: Shared-memory batches per worker: with the DataLoader's default prefetch of 2, the one being finished and
+#: one to spare.
 SLOTS = 4
 #: The raw arrays of a ``loader: device`` item that go into the ring; the rest is collated as usual.
 RING_ARRAYS = ("s1", "s2", "labels", "truth")
+WRITTEN, RELEASED = 0, 1  # the rows of a ring's shared generations: written by the worker, released by the main
 
 
 class RingTicket:
-    """The slot a batch was written into and the slot's generation then; left alone by Lightning's device
-    transfer (not a tensor)."""
+    """The slot a batch was written into and its generation; left alone by Lightning's device transfer."""
 
-    def __init__(self, stamps: torch.Tensor, slot: int, generation: int) -> None:
-        self.stamps, self.slot, self.generation = stamps, slot, generation
+    def __init__(self, generations: torch.Tensor, slot: int, generation: int) -> None:
+        self.generations, self.slot, self.generation = generations, slot, generation
 
-    def check(self) -> None:
-        """Raise if the worker has started to write this batch's slot again."""
-        if int(self.stamps[self.slot]) != self.generation:
-            raise NoldoError(f"a loader: device batch was overwritten by its worker before it was used: finish each "
-                             f"batch as it comes (a worker reuses its memory for its {SLOTS}th next batch)")
+    def release(self) -> None:
+        """The batch is finished: its worker may write the slot again. Raises if it already has (the batch was
+        released before, and is being read again)."""
+        if int(self.generations[WRITTEN, self.slot]) != self.generation:
+            raise NoldoError("a loader: device batch was read again after it was finished, and its worker has "
+                             "reused its memory: finish each batch once")
+        self.generations[RELEASED, self.slot] = self.generation
 
 
 class BatchRing:
-    """One worker's :data:`SLOTS` shared-memory batches, allocated on first use and reused in turn. Each buffer
-    crosses to the main process once, with the first batch written into it; later batches cross as the slot,
-    the length and the generation, and the main process hands out views of the buffer it keeps."""
+    """One worker's :data:`SLOTS` shared-memory batches, allocated on first use, reused once released."""
 
     def __init__(self, slots: int = SLOTS) -> None:
         self.slots, self.written, self.worker = slots, 0, os.getpid()
         self.buffers: list[dict[str, torch.Tensor]] = [{} for _ in range(slots)]
-        self.stamps = torch.zeros(slots, dtype=torch.int64).share_memory_()
+        self.generations = torch.zeros((2, slots), dtype=torch.int64).share_memory_()
         self.shipped: set[tuple[int, str]] = set()
 
-    def collate(self, items: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
-        """``keys`` of ``items`` stacked into the next slot, and the slot's :class:`RingTicket` as ``ring``; in
-        the worker, what the main process unpickles as those tensors and that ticket."""
-        slot, generation = self.written % self.slots, self.written + 1
+    def collate(self, items: list[dict[str, Any]], keys: list[str]) -> dict[str, Any] | None:
+        """``keys`` of ``items`` stacked into a free slot, and its :class:`RingTicket` as ``ring``, as the worker
+        sends them (the main process unpickles tensors and a ticket); None while no slot is free."""
+        free = [s for s in range(self.slots) if self.generations[RELEASED, s] == self.generations[WRITTEN, s]]
+        if not free:
+            return None
+        slot, generation = free[0], self.written + 1
         self.written += 1
-        self.stamps[slot] = generation  # before writing: a reader checking after its read sees the reuse
-        batch = {}
-        for key in keys:
-            first = items[0][key]
-            buffer = self.buffers[slot].get(key)
-            if buffer is None or buffer.shape[1:] != first.shape or buffer.dtype != first.dtype \
-                    or len(buffer) < len(items):
-                buffer = torch.empty((len(items), *first.shape), dtype=first.dtype).share_memory_()
-                self.buffers[slot][key] = buffer
-                self.shipped.discard((slot, key))
-            torch.stack([item[key] for item in items], out=buffer[:len(items)])
-            batch[key] = _Shipment(_view, (self.worker, slot, key, len(items), self._ship(slot, key, buffer)))
-        ticket = (self.worker, slot, generation, self._ship(-1, "stamps", self.stamps))
+        self.generations[WRITTEN, slot] = generation
+        buffers, batch = self.buffers[slot], {}
+        try:
+            for key in keys:
+                first = items[0][key]
+                buffer = buffers.get(key)
+                if buffer is None or buffer.shape[1:] != first.shape or buffer.dtype != first.dtype \
+                        or len(buffer) < len(items):
+                    buffer = torch.empty((len(items), *first.shape), dtype=first.dtype).share_memory_()
+                    buffers[key] = buffer
+                    self.shipped.discard((slot, key))
+                torch.stack([item[key] for item in items], out=buffer[:len(items)])
+        except BaseException:
+            self.generations[RELEASED, slot] = generation  # nothing was sent: the slot is free again
+            raise
+        for key in keys:  # only once every array is written: a failed collate ships nothing
+            batch[key] = _Shipment(_view, (self.worker, slot, key, len(items), self._ship(slot, key, buffers[key])))
+        ticket = (self.worker, slot, generation, self._ship(-1, "generations", self.generations))
         return batch | {"ring": _Shipment(_ticket, ticket)}
 
     def _ship(self, slot: int, key: str, buffer: torch.Tensor) -> torch.Tensor | None:
@@ -94,19 +103,21 @@ class _Shipment:
         return self.rebuild, self.args
 
 
-#: In the main process, the buffers each live worker has shipped, by pid and (slot, key). Kept mapped, they
-#: cost no page mapping per batch; a new worker drops those of the workers that have ended.
+#: In the main process, the buffers each worker has shipped, by pid and (slot, key); kept mapped, they cost no
+#: page mapping per batch.
 _received: dict[int, dict[tuple[int, str], torch.Tensor]] = {}
+_received_lock = threading.Lock()  # batches are unpickled in the main thread or a pin-memory thread
 
 
 def _receive(worker: int, slot: int, key: str, shipped: torch.Tensor | None) -> torch.Tensor:
-    if worker not in _received:
-        for pid in [pid for pid in _received if not _alive(pid)]:
-            del _received[pid]
-        _received[worker] = {}
-    if shipped is not None:
-        _received[worker][slot, key] = shipped
-    return _received[worker][slot, key]
+    with _received_lock:
+        if worker not in _received:  # a new worker: forget the ended ones
+            for pid in [pid for pid in _received if not _alive(pid)]:
+                del _received[pid]
+            _received[worker] = {}
+        if shipped is not None:
+            _received[worker][slot, key] = shipped
+        return _received[worker][slot, key]
 
 
 def _view(worker: int, slot: int, key: str, length: int, shipped: torch.Tensor | None) -> torch.Tensor:
@@ -114,12 +125,12 @@ def _view(worker: int, slot: int, key: str, length: int, shipped: torch.Tensor |
 
 
 def _ticket(worker: int, slot: int, generation: int, shipped: torch.Tensor | None) -> RingTicket:
-    return RingTicket(_receive(worker, -1, "stamps", shipped), slot, generation)
+    return RingTicket(_receive(worker, -1, "generations", shipped), slot, generation)
 
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists (POSIX; the loaders spawn on Linux)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's

@@ -582,14 +582,13 @@ def _centre_crop(arrays: dict[str, np.ndarray], crop: int) -> dict[str, np.ndarr
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack tensors (in shared memory in a worker, as PyTorch's default collate does: no copy on the way to the
     main process); keep ``meta`` as a list of dicts and the ``raw`` encoding (``loader: device``) once. In a
-    worker, the raw arrays of ``loader: device`` go into its :class:`~benchmark.batch_ring.BatchRing`."""
+    worker, the raw arrays of ``loader: device`` go into a free slot of its :class:`~benchmark.batch_ring.BatchRing`
+    when there is one: there the batch holds stand-ins that become tensors in the main process."""
     stack = torch.utils.data.default_collate
     keys = [k for k in items[0] if k not in ("meta", "raw")]
     ring = worker_ring() if "raw" in items[0] else None
-    ringed = [k for k in keys if k in RING_ARRAYS] if ring is not None else []
-    batch = {k: stack([item[k] for item in items]) for k in keys if k not in ringed}
-    if ring is not None:
-        batch |= ring.collate(items, ringed)
+    ringed = (ring.collate(items, [k for k in keys if k in RING_ARRAYS]) if ring is not None else None) or {}
+    batch = {k: stack([item[k] for item in items]) for k in keys if k not in ringed} | ringed
     batch["meta"] = [item["meta"] for item in items]
     if "raw" in items[0]:
         batch["raw"] = items[0]["raw"]

@@ -87,6 +87,6 @@ def device_batch(raw: dict[str, Any]) -> dict[str, Any]:
         batch["truth"] = flip_and_turn(raw["truth"], draws).long()
     if spec["prior"]:
         batch["prior"] = prior_batch(labels, season, margin=r)
-    if "ring" in raw:  # read from a worker's reused shared memory: it must not have been rewritten meanwhile
-        raw["ring"].check()
+    if "ring" in raw:  # read from a worker's reused shared memory: finished, it may be written again
+        raw["ring"].release()
     return batch | {k: raw[k] for k in GEO_KEYS if k in raw} | {"meta": raw["meta"]}

@@ -5,7 +5,7 @@ import pytest
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
-from benchmark.batch_ring import SLOTS
+from benchmark.batch_ring import SLOTS, BatchRing
 from benchmark.cromss.module import CromSSModule
 from benchmark.data import NoLPretrainDataset, collate, encode, loader
 from benchmark.device_batch import device_batch, encode_s1, encode_s2
@@ -78,23 +78,40 @@ def test_the_module_finishes_raw_batches_from_a_worker(demo_store):
 
 
 def test_worker_batches_reuse_their_shared_memory_intact(demo_store):
-    """A worker's raw batches come from its ring of reused shared memory: an epoch of more batches than the ring
-    has slots, each finished as it comes, equals the in-process epoch; a batch kept until its slot was written
-    again is refused, not silently used."""
+    """A worker's raw batches come from its ring of reused shared memory, a slot written again only once
+    device_batch has finished its batch: an epoch of three times the ring's batches, each finished as it comes,
+    equals the in-process epoch and uses no more buffers than the ring has; an epoch held whole without being
+    finished is intact too (the worker goes on in fresh memory); a batch finished and then read again after
+    its slot was reused is refused."""
     dataset = NoLPretrainDataset(demo_store, crop=16, seed=2, prior="batch", loader="device")
-    batches = 3 * SLOTS
-    indices = range(2 * batches)
-    in_process = [device_batch(b) for b in loader(dataset, batch_size=2, shuffle=True, seed=2, indices=indices)]
+    indices = range(2 * 3 * SLOTS)
+    expected = [device_batch(b) for b in loader(dataset, batch_size=2, shuffle=True, seed=2, indices=indices)]
     from_worker = loader(dataset, batch_size=2, shuffle=True, workers=1, seed=2, indices=indices)
-    finished = [device_batch(b) for b in from_worker]
-    assert len(finished) == batches
-    for got, expected in zip(finished, in_process, strict=True):
-        assert_same_batches(got, expected)
-    kept = list(from_worker)  # the next epoch, all held
-    assert kept[0]["s2"].untyped_storage().data_ptr() == kept[SLOTS]["s2"].untyped_storage().data_ptr()
-    with pytest.raises(NoldoError, match="overwritten by its worker"):
-        device_batch(kept[0])
-    device_batch(kept[-1])
+    raw = []
+    for batch in from_worker:
+        raw.append(batch)
+        assert_same_batches(device_batch(batch), expected[len(raw) - 1])
+    assert len(raw) == 3 * SLOTS and all("ring" in b for b in raw)
+    assert len({b["s2"].untyped_storage().data_ptr() for b in raw}) <= SLOTS
+    with pytest.raises(NoldoError, match="read again after it was finished"):
+        device_batch(raw[0])
+    held = list(from_worker)  # the next epoch (same order: the sampler's epoch was not advanced), none finished
+    assert sum("ring" in b for b in held) <= SLOTS < len(held)
+    for got, want in zip(held, expected, strict=True):
+        assert_same_batches(device_batch(got), want)
+
+
+def test_a_failed_collate_leaves_the_ring_whole():
+    """Items that cannot be stacked raise as PyTorch's collate would, and leave their slot free and nothing
+    marked as sent to the main process (which would then be asked for a buffer it never got)."""
+    ring = BatchRing(slots=2)
+    good = [{"s2": torch.zeros(3, 4, 4, dtype=torch.uint16)} for _ in range(2)]
+    bad = [good[0], {"s2": torch.zeros(3, 4, 5, dtype=torch.uint16)}]
+    with pytest.raises(RuntimeError, match="stack expects"):
+        ring.collate(bad, ["s2"])
+    assert not ring.shipped and torch.equal(ring.generations[0], ring.generations[1])
+    assert ring.collate(good, ["s2"]) and ring.collate(good, ["s2"])  # both slots still there
+    assert ring.collate(good, ["s2"]) is None  # neither released: the caller collates as PyTorch does
 
 
 @pytest.mark.parametrize("options", [{"prior": "cpu"}, {"prior": "batch", "rotation": "free"}, {"loader": "gpu"}])

@@ -110,15 +110,23 @@ def rates(datasets: dict, workers: int, epochs: int, batch: int = 8, indices=Non
     loaders = {name: loader(data, batch, shuffle=True, workers=workers, seed=0, indices=indices)
                for name, data in datasets.items()}
     for data in loaders.values():
-        for _ in data:
-            pass
+        for batch in data:
+            _finished(batch)
     best = dict.fromkeys(loaders, 0.0)
     for _ in range(epochs):
         for name, data in loaders.items():
             started = time.perf_counter()
-            seen = sum(len(batch["meta"]) for batch in data)
+            seen = sum(_finished(batch) for batch in data)
             best[name] = max(best[name], seen / (time.perf_counter() - started))
     return best
+
+
+def _finished(batch: dict) -> int:
+    """A batch's size, the batch done with: a ``loader: device`` batch from a worker's ring is released, as
+    :func:`benchmark.device_batch.device_batch` releases it once it has the batch on the accelerator."""
+    if "ring" in batch:
+        batch["ring"].release()
+    return len(batch["meta"])
 
 
 #: The loader paths measured against the decode limit: per item with the CPU prior, with the prior left to the
