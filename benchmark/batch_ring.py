@@ -60,10 +60,11 @@ class BatchRing:
     def collate(self, items: list[dict[str, Any]], keys: list[str]) -> dict[str, Any] | None:
         """``keys`` of ``items`` stacked into a free slot, and its :class:`RingTicket` as ``ring``, as the worker
         sends them (the main process unpickles tensors and a ticket); None while no slot is free."""
-        free = [s for s in range(self.slots) if self.generations[RELEASED, s] == self.generations[WRITTEN, s]]
-        if not free:
+        written, released = self.generations.tolist()
+        slot = next((s for s in range(self.slots) if released[s] == written[s]), None)
+        if slot is None:
             return None
-        slot, generation = free[0], self.written + 1
+        generation = self.written + 1
         self.written += 1
         self.generations[WRITTEN, slot] = generation
         buffers, batch = self.buffers[slot], {}
