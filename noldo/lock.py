@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import filelock
 
@@ -39,6 +40,7 @@ from noldo.location import LocalLocation, ObjectLocation, RootLike, StoreLocatio
 log = logging.getLogger(__name__)
 MANIFEST_LOCK = "_manifest"  # not a valid split name
 MANIFEST_WAIT = 600.0  # seconds a writer waits for another one's manifest
+DESCRIBE_WAIT = 2.0  # seconds a refused writer waits for the holder to describe itself
 #: How long a lease on object storage outlives its holder's last renewal (env NOLDO_LEASE_SECONDS).
 LEASE_SECONDS = float(os.environ.get("NOLDO_LEASE_SECONDS", 120))
 LEASES = ".noldo/locks"
@@ -65,6 +67,19 @@ def _what(name: str) -> str:
     return "the store's manifest" if name == MANIFEST_LOCK else f"split {name}"
 
 
+def _description(about: Path) -> dict | None:
+    """The holder's description, waiting up to :data:`DESCRIBE_WAIT` seconds for a holder that has just taken
+    the lock to write it."""
+    deadline = time.monotonic() + DESCRIBE_WAIT
+    while True:
+        try:
+            return json.loads(about.read_text())
+        except (OSError, ValueError):
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+
 @contextmanager
 def _local_lock(location: LocalLocation, name: str, command: str, wait: float) -> Iterator[None]:
     location.is_store_dir()  # a clear error if ROOT is a file
@@ -75,10 +90,7 @@ def _local_lock(location: LocalLocation, name: str, command: str, wait: float) -
     try:
         lock.acquire(timeout=wait)
     except filelock.Timeout:
-        try:
-            info = json.loads(about.read_text())
-        except (OSError, ValueError):
-            info = None
+        info = _description(about)
         raise LockHeld(f"{_what(name)} of {location} is being written by {_describe(info)}; wait until it ends "
                        "(re-running then continues its work) or stop it first. A local lock is released when "
                        "its holder ends, so there is nothing to break.") from None
