@@ -43,6 +43,7 @@ from noldo.files import atomic_write_bytes, atomic_write_json
 from noldo.grid import Grid, grid_from_affine
 from noldo.index import GEO_COLUMNS, acquisition_times, geo_index, geoparquet_bytes
 from noldo.location import RootLike, StoreLocation
+from noldo.shard_codec import encode_shard
 
 log = logging.getLogger(__name__)
 
@@ -635,9 +636,14 @@ class ShardEncoder:
                 raise NoldoError(f"shard {shard}: {name} is {data.dtype}{list(data.shape)}, expected "
                                  f"{kind.dtype}{list(layout.shape(name, stop - start))}")
             array = self.group[name].with_config({"write_empty_chunks": True})  # an all-nodata shard is a shard
-            array[start:stop] = data
             rel = shard_name(self.split, array, shard)
-            files[rel] = self.store.written.pop(rel.removeprefix(f"{group_name(self.split)}/"))
+            encoded = encode_shard(array, data) if kind.dims[-1] == "x" else None
+            if encoded is None:
+                array[start:stop] = data
+                files[rel] = self.store.written.pop(rel.removeprefix(f"{group_name(self.split)}/"))
+            else:
+                self.location.write_bytes(rel, encoded)
+                files[rel] = [len(encoded), hashlib.sha256(encoded).hexdigest()]
         return {"files": files, "writer": {"host": socket.gethostname(), "pid": os.getpid()}}
 
 
