@@ -21,8 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, map_coordinates, maximum_filter, minimum_filter
-from scipy.special import ndtr
 
 from noldo.sources.synthetic_world import (
     BARE,
@@ -69,7 +67,13 @@ class Persistent:
     region: np.ndarray  # (H, W) bool
 
 
+# scipy is imported inside the functions that use it: a build from another source never loads it
+# (about 0.2 s of an Earth Engine build's start).
+
+
 def persistent(rng: np.random.Generator, shape: tuple[int, int]) -> Persistent:
+    from scipy.special import ndtr
+
     noise = np.stack([smooth_field(rng, shape, NOISE_SIGMA) for _ in range(K)])
     keep = ndtr(1.5 * smooth_field(rng, shape, 12)).astype("float32")
     regional = REGIONAL[int(rng.integers(len(REGIONAL)))] if rng.random() < REGIONAL_PROBABILITY else None
@@ -85,6 +89,8 @@ def expected_toa(greenness: float) -> np.ndarray:
 def dw_like(rng: np.random.Generator, s2: np.ndarray, truth: np.ndarray, greenness: float, snow: np.ndarray,
             cloud: np.ndarray, shadow: np.ndarray, shared: Persistent) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Labels of one season from its S2 image (13, H, W) and the causes of their errors (masks of wrong pixels)."""
+    from scipy.ndimage import gaussian_filter, maximum_filter, minimum_filter
+
     seen = np.log(np.maximum(gaussian_filter(s2[BANDS].astype("float32"), (0, MIXING_SIGMA, MIXING_SIGMA)), 1))
     expected = np.log(expected_toa(greenness)[:, BANDS])
     distance = sum(((seen[b] - expected[:, b, None, None]) / SPREAD) ** 2 for b in range(len(BANDS)))
@@ -113,6 +119,9 @@ def simple(rng: np.random.Generator, truth: np.ndarray, snow: np.ndarray, cloud:
            noise: float) -> np.ndarray:
     """The earlier model: the truth displaced (≈1.5 px), snow, a fraction ``noise`` of the pixels in
     coherent blobs moved to a confused class, clouds masked; independent of the images and seasons."""
+    from scipy.ndimage import map_coordinates
+    from scipy.special import ndtr
+
     shape = truth.shape
     yy, xx = np.indices(shape, dtype="float32")
     shift = [1.5 * smooth_field(rng, shape, 8) for _ in range(2)]

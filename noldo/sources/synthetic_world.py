@@ -7,7 +7,6 @@ Numbers shared by the renderer (:mod:`noldo.sources.synthetic`) and the label mo
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 from noldo.catalog import DW_CLASSES
 
@@ -68,5 +67,7 @@ SPECKLE_LOOKS = 4.4  # equivalent number of looks of S1 GRD IW
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
     """A smooth Gaussian random field with zero mean and unit variance."""
+    from scipy.ndimage import gaussian_filter  # here: a build from another source never loads scipy
+
     f = gaussian_filter(rng.standard_normal(shape, dtype="float32"), sigma, mode="wrap")
     return (f - f.mean()) / (f.std() + 1e-6)
