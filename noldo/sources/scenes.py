@@ -84,11 +84,11 @@ def campaign_span(reference_dates: Sequence[str], jitter: bool) -> tuple[datetim
 
 def parse_scenes(assets: Iterable[dict[str, Any]]) -> list[Scene]:
     """Scenes from ``listImages`` assets, sorted by time and id."""
+    assets = list(assets)
     scenes = []
-    for asset in assets:
+    for asset, geometry in zip(assets, _footprints([a.get("geometry") for a in assets]), strict=True):
         bands = asset.get("bands") or [{}]
         crs = (bands[0].get("grid") or {}).get("crsCode", "")
-        geometry = _footprint(asset.get("geometry"))
         scenes.append(Scene(asset["id"], parse_time(asset["startTime"]),
                             int(crs.split(":")[1]) if crs.startswith("EPSG:") else None,
                             asset.get("properties") or {}, geometry))
@@ -100,15 +100,26 @@ def by_index(assets: Iterable[dict[str, Any]]) -> dict[str, Scene]:
     return {s.index: s for s in parse_scenes(assets)}
 
 
-def _footprint(geojson: dict[str, Any] | None) -> BaseGeometry | None:
-    """A listing's footprint as a shapely geometry (not prepared: listings are shared by threads); a plain
-    polygon, by far the most common, without the generic GeoJSON parser."""
-    if not geojson:
-        return None
-    rings = geojson.get("coordinates")
-    if geojson.get("type") == "Polygon" and rings and len(rings) == 1:
-        return shapely.polygons(np.asarray(rings[0], dtype="float64")[:, :2])
-    return shape(geojson)
+def _footprints(geometries: Sequence[dict[str, Any] | None]) -> list[BaseGeometry | None]:
+    """A listing's footprints as shapely geometries (not prepared: listings are shared by threads). The
+    plain polygons, by far the most common, are made together in one call, the rest by the GeoJSON parser."""
+    footprints: list[BaseGeometry | None] = [None] * len(geometries)
+    rings, places = [], []
+    for k, geojson in enumerate(geometries):
+        if not geojson:
+            continue
+        coordinates = geojson.get("coordinates")
+        if geojson.get("type") == "Polygon" and coordinates and len(coordinates) == 1:
+            rings.append(coordinates[0])
+            places.append(k)
+        else:
+            footprints[k] = shape(geojson)
+    if rings:
+        points = np.array([point[:2] for ring in rings for point in ring], dtype="float64")
+        which = np.repeat(np.arange(len(rings)), [len(ring) for ring in rings])
+        for k, polygon in zip(places, shapely.polygons(shapely.linearrings(points, indices=which)), strict=True):
+            footprints[k] = polygon
+    return footprints
 
 
 def merge_passes(scenes: Sequence[Scene]) -> list[Scene]:
