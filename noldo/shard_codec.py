@@ -11,15 +11,36 @@ shard, which the caller then writes through zarr. ``tests/test_shard_codec.py`` 
 
 from __future__ import annotations
 
+import itertools
+from functools import lru_cache
+
 import google_crc32c
 import numcodecs
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 from zarr.codecs.sharding import ShardingCodecIndexLocation
-from zarr.core.indexing import morton_order_iter
 
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+
+
+@lru_cache(maxsize=16)
+def morton_order(grid: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """The chunks of a shard in the order zarr writes them: by compressed Morton code, which takes the
+    coordinates' bits level by level, dimension by dimension, a dimension dropping out once its
+    ``(size - 1).bit_length()`` bits are used."""
+    bits = [(size - 1).bit_length() for size in grid]
+
+    def code(coords: tuple[int, ...]) -> int:
+        z, position = 0, 0
+        for level in range(max(bits, default=0)):
+            for dim, width in enumerate(bits):
+                if level < width:
+                    z |= ((coords[dim] >> level) & 1) << position
+                    position += 1
+        return z
+
+    return tuple(sorted(itertools.product(*(range(size) for size in grid)), key=code))
 
 
 def _little(codec: BytesCodec, itemsize: int) -> bool:
@@ -58,7 +79,7 @@ def encode_shard(array: zarr.Array, data: np.ndarray) -> bytes | None:
     grid = tuple(s // c for s, c in zip(values.shape, inner, strict=True))
     index = np.empty((*grid, 2), dtype="<u8")
     parts, offset = [], 0
-    for coords in morton_order_iter(grid):
+    for coords in morton_order(grid):
         encoded = blosc.encode(values[tuple(slice(i * c, (i + 1) * c) for i, c in zip(coords, inner, strict=True))])
         parts.append(encoded)
         index[coords] = (offset, len(encoded))

@@ -8,7 +8,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from noldo.catalog import IMAGE_ARRAYS, SHARD_SAMPLES, array_kind
-from noldo.shard_codec import encode_shard
+from noldo.shard_codec import encode_shard, morton_order
 from noldo.store import Layout, _create_arrays
 
 
@@ -65,3 +65,10 @@ def test_a_short_shard_or_another_codec_chain_is_left_to_zarr(tmp_path):
     unsharded = group.create_array("unsharded", shape=whole, dtype="uint8", chunks=whole)
     assert encode_shard(plain, np.zeros(whole, "uint8")) is None
     assert encode_shard(unsharded, np.zeros(whole, "uint8")) is None
+
+
+@pytest.mark.parametrize("grid", [(64, 4, 1, 1, 1), (64, 4, 1, 1), (5, 3), (3, 1, 6), (1,), (2, 2, 2), (7, 9)])
+def test_chunks_go_in_zarrs_morton_order(grid):
+    from zarr.core.indexing import morton_order_iter  # zarr's own order, private to zarr: this test is the check
+
+    assert list(morton_order(grid)) == list(morton_order_iter(grid))
