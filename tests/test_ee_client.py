@@ -13,8 +13,7 @@ from shapely.geometry import box
 
 from noldo.sources import earthengine, ee_errors, ee_http
 from noldo.sources.ee_quota import Quota, RateLimiter
-from noldo.sources.ee_source import granule_epsg
-from noldo.sources.scenes import Scene, coverage, merge_passes
+from noldo.sources.scenes import Scene, coverage, granule_epsg, merge_passes
 
 
 @pytest.mark.parametrize(("status", "message", "action"), [

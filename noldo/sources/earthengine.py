@@ -51,10 +51,9 @@ MAX_REQUEST_BYTES = 48 * 2**20
 MAX_REQUEST_SIDE = 32768
 MAX_REQUEST_BANDS = 1024
 LIST_PAGE_SIZE = 1000  # images per listImages page (the most a FULL listing page holds)
-#: What a listing returns of each image (partial response); the rest, its bands' types, is never used.
-#: The bands' grids (``Scene.epsg``, one entry per band) are asked for only where the scene's CRS is used.
+#: What a listing returns of each image (partial response). The rest, its bands (one entry per band,
+#: two thirds of an S2 page), is never used: a granule's CRS is its MGRS tile's (``scenes.granule_epsg``).
 LISTING_FIELDS = "assets(id,startTime,endTime,geometry,properties),nextPageToken"
-LISTING_FIELDS_WITH_GRIDS = "assets(id,startTime,endTime,geometry,properties,bands/grid/crsCode),nextPageToken"
 SHARED_LISTINGS = 256  # listings kept per process for the samples of the same place
 AUTH_HELP = ("run `earthengine authenticate` (stored user credentials), or set NOLDO_EE_SERVICE_ACCOUNT_KEY "
              "to a service-account key file, or run `gcloud auth application-default login`")
@@ -274,10 +273,9 @@ _listings_lock = threading.Lock()
 
 def list_images(settings: EESettings, collection: str, start: str, end: str, region: dict[str, Any],
                 properties: Sequence[str] = (), share: Any = None,
-                parse: Callable[[list[dict[str, Any]]], T] = list, grids: bool = False) -> T:
+                parse: Callable[[list[dict[str, Any]]], T] = list) -> T:
     """All images of ``collection`` in [start, end) intersecting ``region`` (GeoJSON, lon/lat), filtered
-    on the server by ``properties`` (e.g. ``"CLOUDY_PIXEL_PERCENTAGE < 20"``), turned into ``parse(assets)``;
-    with ``grids``, each image's bands carry their grid's ``crsCode``.
+    on the server by ``properties`` (e.g. ``"CLOUDY_PIXEL_PERCENTAGE < 20"``), turned into ``parse(assets)``.
 
     One ``listImages`` request per page of ``LIST_PAGE_SIZE`` images, each retried on its own (the
     client library would otherwise fetch every page inside one call and restart them all on a failure).
@@ -286,8 +284,8 @@ def list_images(settings: EESettings, collection: str, start: str, end: str, reg
     filters and ``parse`` (a module-level function: the result is shared, do not change it).
     """
     if share is None:
-        return parse(_list_pages(settings, collection, start, end, region, properties, grids))
-    key = (settings.url, settings.project, collection, start, end, tuple(properties), share, parse, grids)
+        return parse(_list_pages(settings, collection, start, end, region, properties))
+    key = (settings.url, settings.project, collection, start, end, tuple(properties), share, parse)
     with _listings_lock:
         if key in _listings:
             _listings.move_to_end(key)
@@ -297,7 +295,7 @@ def list_images(settings: EESettings, collection: str, start: str, end: str, reg
         with _listings_lock:
             if key in _listings:
                 return _listings[key]
-        parsed = parse(_list_pages(settings, collection, start, end, region, properties, grids))
+        parsed = parse(_list_pages(settings, collection, start, end, region, properties))
         with _listings_lock:
             _listings[key] = parsed
             while len(_listings) > SHARED_LISTINGS:
@@ -306,13 +304,12 @@ def list_images(settings: EESettings, collection: str, start: str, end: str, reg
 
 
 def _list_pages(settings: EESettings, collection: str, start: str, end: str, region: dict[str, Any],
-                properties: Sequence[str], grids: bool) -> list[dict[str, Any]]:
+                properties: Sequence[str]) -> list[dict[str, Any]]:
     """Every page of a listing, as ``listAssets`` with the filter the client library builds for ``listImages``."""
     geojson = json.dumps(region, separators=(",", ":")).replace('"', "'")  # the filter quotes it in "…"
     terms = [f'startTime >= "{start}"', f'endTime < "{end}"', f'intersects("{geojson}")',
              *(f"properties.{p.strip().removeprefix('properties.')}" for p in properties)]
-    params = {"filter": " AND ".join(terms), "pageSize": LIST_PAGE_SIZE,
-              "fields": LISTING_FIELDS_WITH_GRIDS if grids else LISTING_FIELDS}
+    params = {"filter": " AND ".join(terms), "pageSize": LIST_PAGE_SIZE, "fields": LISTING_FIELDS}
     images: list[dict[str, Any]] = []
     token = None
     while True:

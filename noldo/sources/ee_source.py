@@ -9,7 +9,6 @@ Earth Engine's size limits force it).
 from __future__ import annotations
 
 import csv
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +29,7 @@ from noldo.sources.scenes import (
     campaign_span,
     coverage,
     footprint,
+    granule_epsg,
     imaged_fraction,
     iso,
     listing_cell,
@@ -38,7 +38,6 @@ from noldo.sources.scenes import (
 )
 
 _NODATA = {"s2": sentinel2.NODATA, "s1": np.nan, "dw": dynamic_world.NODATA, "s2_cloud": cloud_score.NODATA}
-_MGRS_TILE = re.compile(r"_T(\d{2})([C-HJ-NP-X])[A-Z]{2}$")
 
 
 def read_scene_table(path: str) -> dict[str, tuple[str, ...]]:
@@ -64,15 +63,6 @@ def _index_date(index: str) -> datetime:
         return datetime.strptime(index[:8], "%Y%m%d").replace(tzinfo=UTC)
     except ValueError:
         raise NoldoError(f"{index!r} is not a Sentinel-2 system:index (YYYYMMDDT..._T..)") from None
-
-
-def granule_epsg(index: str) -> int | None:
-    """The UTM zone of an S2 granule from its MGRS tile (``..._T31UFU`` → EPSG:32631; bands C–M are south)."""
-    match = _MGRS_TILE.search(index)
-    if not match:
-        return None
-    zone, band = int(match[1]), match[2]
-    return (32600 if band >= "N" else 32700) + zone
 
 
 class EarthEngineSource(Source):

@@ -8,6 +8,7 @@ mosaicked (:func:`merge_passes`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +24,7 @@ from noldo.grid import Grid, lonlat_transformer
 
 #: Sample centres share listings within cells of this lattice (degrees): one listing per cell.
 LISTING_CELL_DEG = 0.25
+_MGRS_TILE = re.compile(r"_T(\d{2})([C-HJ-NP-X])[A-Z]{2}$")
 _CELL_MARGIN_KM = 3.0  # a cell's listing region reaches this far beyond the cell (more than half a tile)
 
 
@@ -82,15 +84,23 @@ def campaign_span(reference_dates: Sequence[str], jitter: bool) -> tuple[datetim
     return min(dates) - reach - half, max(dates) + half
 
 
+def granule_epsg(index: str) -> int | None:
+    """The UTM zone of an S2 granule from its MGRS tile (``..._T31UFU`` → EPSG:32631; bands C–M are south):
+    a granule is projected in its tile's zone. Dynamic World and Cloud Score+ share the index."""
+    match = _MGRS_TILE.search(index)
+    if not match:
+        return None
+    zone, band = int(match[1]), match[2]
+    return (32600 if band >= "N" else 32700) + zone
+
+
 def parse_scenes(assets: Iterable[dict[str, Any]]) -> list[Scene]:
-    """Scenes from ``listImages`` assets, sorted by time and id."""
+    """Scenes from ``listImages`` assets, sorted by time and id; a granule's CRS comes from its MGRS tile
+    (listings leave the bands, and so their grids, out)."""
     assets = list(assets)
     scenes = []
     for asset, geometry in zip(assets, _footprints([a.get("geometry") for a in assets]), strict=True):
-        bands = asset.get("bands") or [{}]
-        crs = (bands[0].get("grid") or {}).get("crsCode", "")
-        scenes.append(Scene(asset["id"], parse_time(asset["startTime"]),
-                            int(crs.split(":")[1]) if crs.startswith("EPSG:") else None,
+        scenes.append(Scene(asset["id"], parse_time(asset["startTime"]), granule_epsg(asset["id"]),
                             asset.get("properties") or {}, geometry))
     return sorted(scenes, key=lambda s: (s.time, s.id))
 

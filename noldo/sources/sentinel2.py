@@ -18,10 +18,9 @@ NODATA = 0
 
 def search(settings: earthengine.EESettings, region: dict[str, Any], span: Window, max_cloud: float,
            share: Any = None) -> list[Scene]:
-    """Scenes over ``region`` in ``span`` with ``CLOUDY_PIXEL_PERCENTAGE < max_cloud`` (filtered by the server),
-    with their CRS (the choice prefers the sample grid's UTM zone)."""
+    """Scenes over ``region`` in ``span`` with ``CLOUDY_PIXEL_PERCENTAGE < max_cloud`` (filtered by the server)."""
     return earthengine.list_images(settings, COLLECTION, iso(span[0]), iso(span[1]), region,
-                                   [f"CLOUDY_PIXEL_PERCENTAGE < {max_cloud:g}"], share, parse_scenes, grids=True)
+                                   [f"CLOUDY_PIXEL_PERCENTAGE < {max_cloud:g}"], share, parse_scenes)
 
 
 def pick(scenes: Sequence[Scene], window: Window, epsg: int, covered: Callable[[Scene], float]) -> Scene | None:
