@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ class UnitCache:
     def __init__(self, directory: Path, arrays: tuple[str, ...]) -> None:
         self.dir, self.arrays = directory, arrays
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._layouts: dict[int, _UnitLayout] = {}  # what each unit file holds, kept until it is dropped
 
     def path(self, index: int) -> Path:
         return self.dir / f"{index:07d}.unit"
@@ -41,39 +43,61 @@ class UnitCache:
     def save(self, index: int, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Mapping[str, Any]]) -> None:
         """Keep a candidate's arrays (each with its provenance ``meta[name]``) and its plan ``meta["plan"]``."""
         blobs = [np.ascontiguousarray(arrays[name]) for name in self.arrays]
-        header = json.dumps({"plan": meta["plan"], "arrays": [
+        header = {"plan": meta["plan"], "arrays": [
             {"name": name, "dtype": blob.dtype.str, "shape": list(blob.shape), "meta": meta.get(name, {})}
-            for name, blob in zip(self.arrays, blobs, strict=True)]}).encode()
-        atomic_write_bytes(self.path(index), b"".join([len(header).to_bytes(8, "little"), header,
+            for name, blob in zip(self.arrays, blobs, strict=True)]}
+        text = json.dumps(header).encode()
+        atomic_write_bytes(self.path(index), b"".join([len(text).to_bytes(8, "little"), text,
                                                        *(blob.tobytes() for blob in blobs)]))
+        self._layouts[index] = _UnitLayout.of(header, 8 + len(text))
 
-    def _header(self, f) -> dict[str, Any]:
-        return json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    def _layout(self, index: int) -> _UnitLayout:
+        """Where a unit's arrays lie in its file (its header is read once, then kept until :meth:`drop`)."""
+        layout = self._layouts.get(index)
+        if layout is None:
+            with open(self.path(index), "rb") as f:
+                size = int.from_bytes(f.read(8), "little")
+                layout = self._layouts[index] = _UnitLayout.of(json.loads(f.read(size)), 8 + size)
+        return layout
 
     def load(self, index: int, name: str) -> tuple[np.ndarray, dict[str, Any]]:
         """One array of a unit and its provenance, reading only its bytes."""
+        layout = self._layout(index)
+        if name not in layout.arrays:
+            raise KeyError(f"unit {index} has no {name}")
+        offset, dtype, shape, meta = layout.arrays[name]
         with open(self.path(index), "rb") as f:
-            header = self._header(f)
-            body = f.tell()
-            for entry in header["arrays"]:
-                dtype, count = np.dtype(entry["dtype"]), int(np.prod(entry["shape"]))
-                if entry["name"] == name:
-                    f.seek(body)
-                    return np.frombuffer(f.read(count * dtype.itemsize), dtype).reshape(entry["shape"]), entry["meta"]
-                body += count * dtype.itemsize
-        raise KeyError(f"unit {index} has no {name}")
+            f.seek(offset)
+            return np.frombuffer(f.read(dtype.itemsize * int(np.prod(shape))), dtype).reshape(shape), meta
 
     def meta(self, index: int) -> dict[str, Any]:
         """The index columns of a candidate: its plan's provenance, then every array's."""
-        with open(self.path(index), "rb") as f:
-            header = self._header(f)
-        meta = dict(header["plan"])
-        for entry in header["arrays"]:
-            meta |= entry["meta"]
+        layout = self._layout(index)
+        meta = dict(layout.plan)
+        for *_, array_meta in layout.arrays.values():
+            meta |= array_meta
         return meta
 
     def drop(self, index: int) -> None:
         self.path(index).unlink(missing_ok=True)
+        self._layouts.pop(index, None)
+
+
+@dataclass(frozen=True)
+class _UnitLayout:
+    """A unit file's header: the plan's provenance, and each array's (offset, dtype, shape, provenance)."""
+
+    plan: dict[str, Any]
+    arrays: dict[str, tuple[int, np.dtype, tuple[int, ...], dict[str, Any]]]
+
+    @classmethod
+    def of(cls, header: dict[str, Any], body: int) -> _UnitLayout:
+        arrays = {}
+        for entry in header["arrays"]:
+            dtype, shape = np.dtype(entry["dtype"]), tuple(entry["shape"])
+            arrays[entry["name"]] = (body, dtype, shape, entry["meta"])
+            body += dtype.itemsize * int(np.prod(shape))
+        return cls(header["plan"], arrays)
 
 
 class StackedUnits(Mapping):
