@@ -571,6 +571,8 @@ class SplitWriter:
             if name in self.group:  # a split made before schema 1.1 has no derived arrays yet
                 self.group[name].resize(self.layout.shape(name))
         self.group.attrs["layout"] = self.layout.to_json()
+        self.encoder = ShardEncoder(self.location, self.split)  # the old one opened its arrays at the old shape
+        self.group = self.encoder.group
 
     def finalize(self) -> dict[str, list]:
         """Write the Parquet index and the consolidated metadata once every shard is committed.
@@ -623,6 +625,13 @@ class ShardEncoder:
         put = (lambda key, data: self.location.write_bytes(f"{group}/{key}", data)) if self.location.remote else None
         self.store = _HashingStore(self.location.zarr_store(group, read_only=False), put)
         self.group = zarr.open_group(self.store, mode="r+", use_consolidated=False)
+        self._arrays: dict[str, zarr.Array] = {}  # opened once: zarr reads an array's metadata on every open
+
+    def array(self, name: str) -> zarr.Array:
+        """The split's array ``name``, writing every chunk (an all-nodata shard is a shard)."""
+        if name not in self._arrays:
+            self._arrays[name] = self.group[name].with_config({"write_empty_chunks": True})
+        return self._arrays[name]
 
     def write(self, shard: int, arrays: Mapping[str, np.ndarray], layout: Layout) -> dict[str, Any]:
         """Write the given arrays of one shard; returns the objects written (path → [size, sha256])
@@ -635,7 +644,7 @@ class ShardEncoder:
             if data.shape != layout.shape(name, stop - start) or data.dtype != np.dtype(kind.dtype):
                 raise NoldoError(f"shard {shard}: {name} is {data.dtype}{list(data.shape)}, expected "
                                  f"{kind.dtype}{list(layout.shape(name, stop - start))}")
-            array = self.group[name].with_config({"write_empty_chunks": True})  # an all-nodata shard is a shard
+            array = self.array(name)
             rel = shard_name(self.split, array, shard)
             encoded = encode_shard(array, data) if kind.dims[-1] == "x" else None
             if encoded is None:

@@ -17,6 +17,7 @@ import zarr
 import noldo
 from noldo.catalog import SCHEMA_VERSION
 from noldo.errors import NoldoError
+from noldo.manifest import write_manifest
 from noldo.store import Layout, Split, SplitWriter, remove_split
 from tests.helpers import example_arrays, write_example_store
 
@@ -77,6 +78,23 @@ def test_wrong_shapes_and_dtypes_are_refused(tmp_path):
         writer.write_shard(0, arrays, index.iloc[:2])
     with pytest.raises(NoldoError, match="not written yet"):
         writer.finalize()
+
+
+def test_a_split_shrunk_after_its_first_shard_writes_its_short_last_shard(tmp_path):
+    """A build whose region runs out resizes the split after writing shards: the last, short shard must be
+    written at the new shape, not the one the writer opened its arrays at."""
+    data = example_arrays(Layout(100, 4, 16, 16, ("s2", "s1", "dw")))
+    writer = SplitWriter(tmp_path, "nol", Layout(128, 4, 16, 16, ("s2", "s1", "dw")), {"source": "test"})
+    names = [f"nol-{i:07d}" for i in range(100)]
+    writer.write_shard(0, {k: v[:64] for k, v in data.items()}, pd.DataFrame({"sample": names[:64]}))
+    writer.resize(100)
+    writer.write_shard(1, {k: v[64:] for k, v in data.items()}, pd.DataFrame({"sample": names[64:]}))
+    write_manifest(tmp_path, known_hashes=writer.finalize())
+    ds = noldo.open(tmp_path, "nol")
+    assert ds.sizes["sample"] == 100
+    for name in ("s2", "s1", "dw"):
+        np.testing.assert_array_equal(ds[name].values, data[name], err_msg=name)
+    assert noldo.verify(tmp_path)[0] == []
 
 
 def test_different_layout_needs_overwrite(example_store):
