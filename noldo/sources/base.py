@@ -218,22 +218,38 @@ def count(kind: str, n: int = 1) -> None:
             counter[kind] += n
 
 
+#: Threads that :func:`in_parallel` keeps for the whole process (a build's workers share them).
+PARALLEL_THREADS = 64
+_parallel: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked child makes its own
+_parallel_lock = threading.Lock()
+_in_parallel = threading.local()
+
+
+def _parallel_pool() -> ThreadPoolExecutor:
+    global _parallel
+    with _parallel_lock:
+        if _parallel is None or _parallel[0] != os.getpid():
+            _parallel = (os.getpid(), ThreadPoolExecutor(PARALLEL_THREADS, thread_name_prefix="noldo-sample"))
+        return _parallel[1]
+
+
 def in_parallel(*calls: Callable[[], Any]) -> list[Any]:
     """Run calls concurrently, each counting into the caller's counter; results in call order.
 
     For requests of one sample that do not depend on each other: the sample then takes one round
-    trip per step instead of one per request (a service's seam still caps the concurrency).
+    trip per step instead of one per request (a service's seam still caps the concurrency). The
+    threads are the process's, reused from call to call; a call made inside one of them runs its
+    calls in turn (a pool thread never waits for work queued behind it).
     """
     counter = getattr(_counters, "current", None)
 
     def run(call: Callable[[], Any]) -> Any:
-        _counters.current = counter
+        _counters.current, _in_parallel.active = counter, True
         try:
             return call()
         finally:
-            _counters.current = None
+            _counters.current, _in_parallel.active = None, False
 
-    if len(calls) < 2:
+    if len(calls) < 2 or getattr(_in_parallel, "active", False):
         return [call() for call in calls]
-    with ThreadPoolExecutor(len(calls), thread_name_prefix="noldo-sample") as pool:
-        return list(pool.map(run, calls))
+    return list(_parallel_pool().map(run, calls))
