@@ -5,15 +5,16 @@ from __future__ import annotations
 import io
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+import shapely
 from shapely.geometry import box
 
 from noldo.sources import earthengine, ee_errors, ee_http
 from noldo.sources.ee_quota import Quota, RateLimiter
-from noldo.sources.scenes import Scene, coverage, granule_epsg, merge_passes
+from noldo.sources.scenes import Scene, coverage, granule_epsg, merge_passes, touching, within
 
 
 @pytest.mark.parametrize(("status", "message", "action"), [
@@ -146,6 +147,24 @@ def test_slices_of_a_pass_become_one_scene():
     sample = box(11.2, 48.09, 11.3, 48.11)  # straddles the slice boundary at 48.1
     assert coverage(merged[0], sample) == 1.0 and coverage(slices[0], sample) < 1
     assert merged[0].label == "slice0+slice1"
+
+
+def test_scenes_in_season_windows_and_touching_a_sample_are_those_a_plain_filter_keeps():
+    rng = np.random.default_rng(3)
+    t0 = datetime(2020, 1, 1, tzinfo=UTC)
+    scenes = sorted((Scene(f"S/{k}", t0 + timedelta(hours=int(h)), 32632, {},
+                           None if k % 7 == 0 else box(x, 48.0, x + 0.2, 48.2))
+                     for k, (h, x) in enumerate(zip(rng.integers(0, 24 * 400, 300), rng.uniform(10.5, 11.5, 300)))),
+                    key=lambda s: (s.time, s.id))
+    windows = [(t0 + timedelta(days=d), t0 + timedelta(days=d + 30)) for d in (20, 40, 200, 330)]  # two overlap
+    for slack in (timedelta(0), timedelta(days=15)):
+        expected = [s for s in scenes if any(a - slack <= s.time < b + slack for a, b in windows)]
+        assert within(scenes, windows, slack) == expected and expected
+    sample = box(11.0, 48.05, 11.05, 48.1)
+    shapely.prepare(sample)
+    expected = [s for s in scenes if s.footprint is None or s.footprint.intersects(sample)]
+    assert touching(scenes, sample) == expected and 0 < len(expected) < len(scenes)
+    assert touching([], sample) == []
 
 
 def test_the_readme_shows_the_retry_table():

@@ -35,6 +35,7 @@ from noldo.sources.scenes import (
     listing_cell,
     season_windows,
     touching,
+    within,
 )
 
 _NODATA = {"s2": sentinel2.NODATA, "s1": np.nan, "dw": dynamic_world.NODATA, "s2_cloud": cloud_score.NODATA}
@@ -184,11 +185,8 @@ class EarthEngineSource(Source):
         windows = self._windows(candidate)
         s2_all, dw_scenes, s1_all, cs_scenes = self._listings(candidate, sample, windows)
         margin = timedelta(days=15)  # an S1 pass may be matched to an S2 scene up to 15 days away
-
-        def seasonal(scenes: list[Scene], slack: timedelta = timedelta(0)) -> list[Scene]:
-            return [s for s in scenes if any(w[0] - slack <= s.time < w[1] + slack for w in windows)]
-
-        s2_scenes, s1_scenes = touching(seasonal(s2_all), geometry), touching(seasonal(s1_all, margin), geometry)
+        s2_scenes, s1_scenes = touching(within(s2_all, windows), geometry), touching(within(s1_all, windows, margin),
+                                                                                      geometry)
         covered: dict[str, float] = {}
 
         def cover(scene: Scene) -> float:

@@ -9,6 +9,7 @@ mosaicked (:func:`merge_passes`).
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -156,7 +157,22 @@ def merge_passes(scenes: Sequence[Scene]) -> list[Scene]:
 
 def touching(scenes: Sequence[Scene], sample: BaseGeometry) -> list[Scene]:
     """The scenes whose footprint intersects the sample (a scene without a footprint is kept)."""
-    return [s for s in scenes if s.footprint is None or s.footprint.intersects(sample)]
+    shapes = [s.footprint for s in scenes]
+    hits = shapely.intersects(sample, np.array(shapes, dtype=object)) if shapes else []  # a prepared sample
+    return [s for s, shape_, hit in zip(scenes, shapes, hits, strict=True) if hit or shape_ is None]
+
+
+def within(scenes: Sequence[Scene], windows: Iterable[Window], slack: timedelta = timedelta(0)) -> list[Scene]:
+    """The scenes, sorted by time as listings are, whose time falls in any of the windows widened by ``slack``
+    (``start - slack <= time < end + slack``), in their order."""
+    keep: set[int] = set()
+    for start, end in windows:
+        keep.update(range(bisect_left(scenes, start - slack, key=_time), bisect_left(scenes, end + slack, key=_time)))
+    return [scenes[k] for k in sorted(keep)]
+
+
+def _time(scene: Scene) -> datetime:
+    return scene.time
 
 
 def coverage(scene: Scene, sample: BaseGeometry) -> float:
