@@ -152,9 +152,9 @@ def test_slices_of_a_pass_become_one_scene():
 def test_scenes_in_season_windows_and_touching_a_sample_are_those_a_plain_filter_keeps():
     rng = np.random.default_rng(3)
     t0 = datetime(2020, 1, 1, tzinfo=UTC)
-    scenes = sorted((Scene(f"S/{k}", t0 + timedelta(hours=int(h)), 32632, {},
-                           None if k % 7 == 0 else box(x, 48.0, x + 0.2, 48.2))
-                     for k, (h, x) in enumerate(zip(rng.integers(0, 24 * 400, 300), rng.uniform(10.5, 11.5, 300)))),
+    hours, lons = rng.integers(0, 24 * 400, 300), rng.uniform(10.5, 11.5, 300)
+    scenes = sorted((Scene(f"S/{k}", t0 + timedelta(hours=int(hours[k])), 32632, {},
+                           None if k % 7 == 0 else box(lons[k], 48.0, lons[k] + 0.2, 48.2)) for k in range(300)),
                     key=lambda s: (s.time, s.id))
     windows = [(t0 + timedelta(days=d), t0 + timedelta(days=d + 30)) for d in (20, 40, 200, 330)]  # two overlap
     for slack in (timedelta(0), timedelta(days=15)):
