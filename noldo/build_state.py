@@ -47,8 +47,8 @@ class UnitCache:
             {"name": name, "dtype": blob.dtype.str, "shape": list(blob.shape), "meta": meta.get(name, {})}
             for name, blob in zip(self.arrays, blobs, strict=True)]}
         text = json.dumps(header).encode()
-        atomic_write_bytes(self.path(index), b"".join([len(text).to_bytes(8, "little"), text,
-                                                       *(blob.tobytes() for blob in blobs)]))
+        atomic_write_bytes(self.path(index), [len(text).to_bytes(8, "little"), text,
+                                               *(blob.reshape(-1).view(np.uint8) for blob in blobs)])
         self._layouts[index] = _UnitLayout.of(header, 8 + len(text))
 
     def _layout(self, index: int) -> _UnitLayout:

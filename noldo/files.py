@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,15 @@ PARTIAL_SUFFIX = ".partial"
 HASH_BLOCK = 4 << 20
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+def atomic_write_bytes(path: Path, data: bytes | Iterable[Any]) -> None:
+    """Write ``data`` (bytes, or bytes-like parts written one after the other, not joined) to ``path`` so that
+    readers see either the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as f:
+            for part in (data,) if isinstance(data, bytes) else data:
+                f.write(part)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
