@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import click
@@ -28,11 +29,13 @@ from noldo.sources.scenes import (
     Scene,
     campaign_span,
     coverage,
+    coverages,
     footprint,
     granule_epsg,
     imaged_fraction,
     iso,
     listing_cell,
+    listing_cell_region,
     season_windows,
     touching,
     within,
@@ -56,6 +59,25 @@ def read_scene_table(path: str) -> dict[str, tuple[str, ...]]:
         ident = row["ids"].strip()
         table[f"{int(ident):07d}" if ident.isdigit() else ident] = tuple(row[c].strip() for c in columns)
     return table
+
+
+def _search(settings: earthengine.EESettings, region: dict[str, Any], span: tuple[datetime, datetime],
+            s1_span: tuple[datetime, datetime], max_cloud: float, with_dw: bool, share: Any) -> tuple:
+    """The four listings of a region, requested concurrently (shared by the samples asking for ``share``)."""
+    return tuple(in_parallel(
+        lambda: sentinel2.search(settings, region, span, max_cloud, share),
+        lambda: dynamic_world.search(settings, region, span, share) if with_dw else {},
+        lambda: sentinel1.search(settings, region, s1_span, share),
+        lambda: cloud_score.search(settings, region, span, share)))
+
+
+@lru_cache(maxsize=earthengine.SHARED_LISTINGS // 4)
+def _cell_listings(settings: earthengine.EESettings, cell: tuple[int, int], jitter: bool,
+                   reference_dates: tuple[str, ...], max_cloud: float, with_dw: bool) -> tuple:
+    """The four listings of a lattice cell, kept together: a sample in a cell already listed starts no thread."""
+    span = campaign_span(reference_dates, jitter)
+    return _search(settings, listing_cell_region(cell), span, span, max_cloud, with_dw,
+                   (cell, jitter, reference_dates))
 
 
 def _index_date(index: str) -> datetime:
@@ -160,20 +182,14 @@ class EarthEngineSource(Source):
         Seasonal samples share the listings of their lattice cell over every day the recipe can reach;
         tiles and published scenes list their own footprint and days.
         """
+        with_dw = self.labels is None
         if candidate.date is None and self.scene_table is None:
-            cell, region = listing_cell(candidate.lon, candidate.lat)
-            span = s1_span = campaign_span(self.reference_dates, self.jitter)
-            share = (cell, self.jitter, tuple(self.reference_dates))
-        else:
-            region, share = sample, None
-            span = (min(w[0] for w in windows), max(w[1] for w in windows))
-            s1_span = (span[0] - timedelta(days=15), span[1] + timedelta(days=15)) if self.scene_table else span
-        s2, dw, s1, cs = in_parallel(
-            lambda: sentinel2.search(self.settings, region, span, self.max_cloud, share),
-            lambda: dynamic_world.search(self.settings, region, span, share) if self.labels is None else {},
-            lambda: sentinel1.search(self.settings, region, s1_span, share),
-            lambda: cloud_score.search(self.settings, region, span, share))
-        return s2, dw, s1, cs
+            cell, _ = listing_cell(candidate.lon, candidate.lat)
+            return _cell_listings(self.settings, cell, self.jitter, tuple(self.reference_dates), self.max_cloud,
+                                  with_dw)
+        span = (min(w[0] for w in windows), max(w[1] for w in windows))
+        s1_span = (span[0] - timedelta(days=15), span[1] + timedelta(days=15)) if self.scene_table else span
+        return _search(self.settings, sample, span, s1_span, self.max_cloud, with_dw, None)
 
     def plan(self, candidate: Candidate) -> Plan:
         """Search the collections and choose the scenes of every season."""
@@ -185,9 +201,10 @@ class EarthEngineSource(Source):
         windows = self._windows(candidate)
         s2_all, dw_scenes, s1_all, cs_scenes = self._listings(candidate, sample, windows)
         margin = timedelta(days=15)  # an S1 pass may be matched to an S2 scene up to 15 days away
-        s2_scenes, s1_scenes = touching(within(s2_all, windows), geometry), touching(within(s1_all, windows, margin),
-                                                                                      geometry)
-        covered: dict[str, float] = {}
+        s2_scenes = touching(within(s2_all, windows), geometry)
+        s1_scenes = touching(within(s1_all, windows, margin), geometry)
+        covered = dict(zip([s.id for s in s2_scenes + s1_scenes], coverages(s2_scenes + s1_scenes, geometry),
+                           strict=True))  # every choice below weighs these; others (DW) are added when asked
 
         def cover(scene: Scene) -> float:
             if scene.id not in covered:

@@ -13,6 +13,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -67,14 +68,21 @@ def footprint(grid: Grid) -> dict[str, Any]:
 
 def listing_cell(lon: float, lat: float) -> tuple[tuple[int, int], dict[str, Any]]:
     """The lattice cell of a sample centre and the GeoJSON region its shared listings cover (the cell plus a
-    margin, so every scene that touches any sample centred in the cell is listed)."""
-    i, j = int(np.floor(lon / LISTING_CELL_DEG)), int(np.floor(lat / LISTING_CELL_DEG))
+    margin, so every scene that touches any sample centred in the cell is listed; one dict per cell, shared)."""
+    cell = int(np.floor(lon / LISTING_CELL_DEG)), int(np.floor(lat / LISTING_CELL_DEG))
+    return cell, listing_cell_region(cell)
+
+
+@lru_cache(maxsize=4096)
+def listing_cell_region(cell: tuple[int, int]) -> dict[str, Any]:
+    """The region of a lattice cell's listings (see :func:`listing_cell`)."""
+    i, j = cell
     dlat = _CELL_MARGIN_KM / 111.0
     middle = (j + 0.5) * LISTING_CELL_DEG
     dlon = dlat / max(np.cos(np.radians(min(abs(middle) + LISTING_CELL_DEG, 89.0))), 0.01)
     region = box(i * LISTING_CELL_DEG - dlon, max(j * LISTING_CELL_DEG - dlat, -90.0),
                  (i + 1) * LISTING_CELL_DEG + dlon, min((j + 1) * LISTING_CELL_DEG + dlat, 90.0))
-    return (i, j), shapely.geometry.mapping(region)
+    return shapely.geometry.mapping(region)
 
 
 def campaign_span(reference_dates: Sequence[str], jitter: bool) -> tuple[datetime, datetime]:
@@ -177,9 +185,17 @@ def _time(scene: Scene) -> datetime:
 
 def coverage(scene: Scene, sample: BaseGeometry) -> float:
     """The share of the sample's area inside the scene's footprint (1 for a scene without a footprint)."""
-    if scene.footprint is None or scene.footprint.covers(sample):
-        return 1.0
-    return float(shapely.area(shapely.intersection(scene.footprint, sample)) / sample.area)
+    return coverages([scene], sample)[0]
+
+
+def coverages(scenes: Sequence[Scene], sample: BaseGeometry) -> list[float]:
+    """:func:`coverage` of each scene, computed together (faster against a prepared ``sample``)."""
+    shapes = np.array([s.footprint for s in scenes], dtype=object)
+    result = np.ones(len(scenes))
+    partial = ~shapely.covered_by(sample, shapes) & (shapes != None)  # noqa: E711 (elementwise)
+    if partial.any():
+        result[partial] = shapely.area(shapely.intersection(shapes[partial], sample)) / sample.area
+    return result.tolist()
 
 
 def imaged_fraction(scene: Scene | None, grid: Grid, sample: BaseGeometry | None = None) -> float:
