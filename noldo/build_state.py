@@ -60,15 +60,22 @@ class UnitCache:
                 layout = self._layouts[index] = _UnitLayout.of(json.loads(f.read(size)), 8 + size)
         return layout
 
-    def load(self, index: int, name: str) -> tuple[np.ndarray, dict[str, Any]]:
-        """One array of a unit and its provenance, reading only its bytes."""
-        layout = self._layout(index)
-        if name not in layout.arrays:
+    def shape(self, index: int, name: str) -> tuple[tuple[int, ...], np.dtype]:
+        """The shape and dtype of one array of a unit."""
+        if name not in self._layout(index).arrays:
             raise KeyError(f"unit {index} has no {name}")
-        offset, dtype, shape, meta = layout.arrays[name]
+        _, dtype, shape, _ = self._layout(index).arrays[name]
+        return shape, dtype
+
+    def read_into(self, index: int, name: str, out: np.ndarray) -> None:
+        """Read one array of a unit, and only its bytes, into ``out`` (C-contiguous, of its shape and dtype)."""
+        offset, dtype, shape, _ = self._layout(index).arrays[name]
+        if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+            raise ValueError(f"unit {index}: {name} is {dtype}{list(shape)}, not {out.dtype}{list(out.shape)}")
         with open(self.path(index), "rb") as f:
             f.seek(offset)
-            return np.frombuffer(f.read(dtype.itemsize * int(np.prod(shape))), dtype).reshape(shape), meta
+            if f.readinto(out.reshape(-1).view(np.uint8)) != out.nbytes:
+                raise ValueError(f"unit {index} is truncated")  # units are written whole (atomically): a bug
 
     def meta(self, index: int) -> dict[str, Any]:
         """The index columns of a candidate: its plan's provenance, then every array's."""
@@ -110,7 +117,11 @@ class StackedUnits(Mapping):
     def __getitem__(self, name: str) -> np.ndarray:
         if name in self.extra:
             return self.extra[name]
-        return np.stack([self.cache.load(i, name)[0] for i in self.members])
+        shape, dtype = self.cache.shape(self.members[0], name)
+        stacked = np.empty((len(self.members), *shape), dtype)
+        for k, index in enumerate(self.members):  # each unit's bytes read straight into its row
+            self.cache.read_into(index, name, stacked[k])
+        return stacked
 
     def __iter__(self) -> Iterator[str]:
         return iter((*self.cache.arrays, *self.extra))

@@ -4,11 +4,13 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from noldo.build import BuildSpec, build
+from noldo.build_state import StackedUnits, UnitCache
 from noldo.cli import cli
 from noldo.errors import NoldoError
 from noldo.verify import verify
@@ -157,3 +159,21 @@ def test_adding_an_array_is_a_build_that_resumes_after_sigkill(tmp_path):
     assert summary["samples"] == samples > 128 and summary["resumed_shards"] + summary["shards_written"] == 3
     assert_same_arrays(reference, root)
     assert verify(root)[0] == []
+
+
+def test_units_read_back_stacked_with_their_provenance_in_this_run_and_the_next(tmp_path):
+    cache = UnitCache(tmp_path, ("s2", "s1"))
+    saved = {i: {"s2": np.full((4, 2, 3, 3), i, "uint16"), "s1": np.arange(18, dtype="float32").reshape(2, 3, 3) + i}
+             for i in range(3)}
+    for i, arrays in saved.items():
+        cache.save(i, arrays, {"plan": {"s2_id_t0": f"scene{i}"}, "s1": {"s1_valid_t0": 0.5}})
+    for units in (cache, UnitCache(tmp_path, ("s2", "s1"))):  # headers kept since the save, or read from the files
+        stacked = StackedUnits(units, [2, 0], {"crs_epsg": np.array([1, 2])})
+        np.testing.assert_array_equal(stacked["s2"], np.stack([saved[2]["s2"], saved[0]["s2"]]))
+        np.testing.assert_array_equal(stacked["s1"], np.stack([saved[2]["s1"], saved[0]["s1"]]))
+        assert list(stacked["crs_epsg"]) == [1, 2]
+        assert units.meta(1) == {"s2_id_t0": "scene1", "s1_valid_t0": 0.5}
+    with pytest.raises(ValueError, match=r"s2 is uint16\[4, 2, 3, 3\]"):
+        cache.read_into(0, "s2", np.empty((4, 2, 3), "uint16"))
+    cache.drop(1)
+    assert not cache.complete(1) and cache.missing(1) == ("s2", "s1")
