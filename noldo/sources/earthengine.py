@@ -53,7 +53,7 @@ MAX_REQUEST_BANDS = 1024
 LIST_PAGE_SIZE = 1000  # images per listImages page (the most a FULL listing page holds)
 #: What a listing returns of each image (partial response). The rest, its bands (one entry per band,
 #: two thirds of an S2 page), is never used: a granule's CRS is its MGRS tile's (``scenes.granule_epsg``).
-LISTING_FIELDS = "assets(id,startTime,endTime,geometry,properties),nextPageToken"
+LISTING_FIELDS = "assets(id,startTime,geometry,properties),nextPageToken"  # what parse_scenes reads
 SHARED_LISTINGS = 256  # listings kept per process for the samples of the same place
 AUTH_HELP = ("run `earthengine authenticate` (stored user credentials), or set NOLDO_EE_SERVICE_ACCOUNT_KEY "
              "to a service-account key file, or run `gcloud auth application-default login`")
