@@ -212,6 +212,22 @@ def test_size_guard_splits_requests(catalogue, tmp_path, monkeypatch):
     same_arrays(tmp_path / "whole", tmp_path / "split")
 
 
+def test_a_band_too_large_for_one_request_is_fetched_in_windows(catalogue, tmp_path, monkeypatch):
+    monkeypatch.setenv("NOLDO_EE_RETRY_BASE_SECONDS", "0.01")
+    with FakeEarthEngine(catalogue) as server:
+        monkeypatch.setenv("NOLDO_EE_SERVICE_ACCOUNT_KEY", str(server.service_account_key(tmp_path)))
+        run_build(server, tmp_path / "whole", samples=2)
+    limit = 48 * 20 * 2  # less than one uint8 band of a 48×48 tile: every band is cut into windows
+    monkeypatch.setattr(earthengine, "MAX_REQUEST_BYTES", limit)
+    with FakeEarthEngine(catalogue, max_bytes=limit) as server:
+        monkeypatch.setenv("NOLDO_EE_SERVICE_ACCOUNT_KEY", str(server.service_account_key(tmp_path)))
+        run_build(server, tmp_path / "windows", samples=2)
+        windows = {(body["grid"]["dimensions"]["width"], body["grid"]["dimensions"]["height"])
+                   for kind, _, body in server.log if kind == "computePixels"}
+    assert (48, 48) not in windows and len(windows) > 1
+    same_arrays(tmp_path / "whole", tmp_path / "windows")
+
+
 def test_missing_modality_rejects_or_is_kept_as_nodata(catalogue, tmp_path, monkeypatch):
     catalogue.images["COPERNICUS/S1_GRD"] = []
     catalogue.by_id = {i.id: i for images in catalogue.images.values() for i in images}

@@ -380,7 +380,8 @@ def _grid_request(grid: Grid, block: Block) -> dict[str, Any]:
 def compute_pixels(settings: EESettings, expression: str, bands: Sequence[tuple[str, str]],
                    grid: Grid) -> dict[str, np.ndarray]:
     """Compute a serialised ``expression`` (JSON text) on ``grid``: every band of ``bands`` (name, dtype) as a
-    (height, width) array of its dtype, in as few requests as the limits allow.
+    (height, width) array of its dtype (read-only views of the answer when one request held the whole grid),
+    in as few requests as the limits allow.
 
     Each band keeps its own dtype (one request may mix uint16, float32 and uint8 bands). A request the
     server runs out of memory for is split in two, down to single bands; every answer is checked
@@ -389,7 +390,8 @@ def compute_pixels(settings: EESettings, expression: str, bands: Sequence[tuple[
     initialize(settings)
     dtypes = {name: np.dtype(dtype) for name, dtype in bands}
     names = [name for name, _ in bands]
-    out = {name: np.empty(grid.shape, dtypes[name]) for name in names}
+    out: dict[str, np.ndarray] = {}
+    whole = (slice(0, grid.height), slice(0, grid.width))
     work = split_request(grid.height, grid.width, [dtypes[n].itemsize for n in names])
     while work:
         block = work.pop()
@@ -401,9 +403,14 @@ def compute_pixels(settings: EESettings, expression: str, bands: Sequence[tuple[
             work += _halves(block, wanted, grid, dtypes, exc)
             continue
         for name in wanted:
+            if (block.rows, block.cols) == whole:
+                out[name] = answer[name]  # a view of the answer's field: no copy
+                continue
+            if name not in out:
+                out[name] = np.empty(grid.shape, dtypes[name])
             out[name][block.rows, block.cols] = answer[name]
         count("bytes", sum(answer[name].nbytes for name in wanted))
-    return out
+    return {name: out[name] for name in names}
 
 
 def _halves(block: Block, wanted: list[str], grid: Grid, dtypes: Mapping[str, np.dtype],
