@@ -80,6 +80,11 @@ def _cell_listings(settings: earthengine.EESettings, cell: tuple[int, int], jitt
                    (cell, jitter, reference_dates))
 
 
+def _share(mask: np.ndarray) -> float:
+    """The share of True in a mask, to 4 decimals (the mean of the mask, counted)."""
+    return round(np.count_nonzero(mask) / mask.size, 4)
+
+
 def _index_date(index: str) -> datetime:
     """The acquisition day encoded at the start of an S2 ``system:index`` (``20200418T...``)."""
     try:
@@ -301,10 +306,10 @@ class EarthEngineSource(Source):
         else:
             out = out[:, 0]
             valid = out != _NODATA[array]
-        meta = {f"{array}_valid_t{t}": round(float(valid[t].mean()), 4) for t in range(len(scenes))}
+        meta = {f"{array}_valid_t{t}": _share(valid[t]) for t in range(len(scenes))}
         if array == "s2_cloud":
             clear = (out != cloud_score.NODATA) & (out >= CLEAR_THRESHOLD)
-            meta |= {f"s2_clear_t{t}": round(float(clear[t].mean()), 4) for t in range(len(scenes))}
+            meta |= {f"s2_clear_t{t}": _share(clear[t]) for t in range(len(scenes))}
         return Fetched(out, meta)
 
     def cost(self, candidate: Candidate, plan: Plan, arrays: tuple[str, ...]) -> tuple[int, dict[str, int]]:
