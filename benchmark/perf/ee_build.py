@@ -10,7 +10,8 @@ is set high enough not to bind), with the client's CPU per request: the whole bu
 request path's alone (building, sending and decoding one request, from the build summary); the process's CPU is given
 whole and without the interpreter's start and the imports (about a second, whatever the build's size). Then
 the byte-bound rate with full 264×264 tiles, and the peak memory (RSS) of whole `noldo build`
-processes at 100, 1,000 and 3,000 samples, which must not grow with the sample count.
+processes at 100, 1,000 and 3,000 samples, which must not grow with the sample count, with their CPU
+per request and what each further request costs between the last two (the set-up paid once left out).
 """
 
 from __future__ import annotations
@@ -137,14 +138,25 @@ def main() -> None:
                       f"{full['samples'] / full['seconds']:.2f}")]
         print()
         report("ee_build_bytes", ("samples", "tile", "seconds", "MB received", "MB/s", "samples/s"), byte_rows, None)
-        memory = []
+        memory, spent = [], []
         for samples in args.memory:
             s = run_build(server, samples, 64, 16, folder)
-            memory.append((samples, f"{s['seconds']:.1f}", f"{s['peak_rss_mb']:.0f}"))
+            requests = s["requests"].get("listImages", 0) + s["requests"].get("computePixels", 0)
+            spent.append((s["samples"], requests, s["cpu_seconds"]))
+            memory.append((s["samples"], requests, f"{s['seconds']:.1f}", f"{1000 * s['cpu_seconds'] / requests:.1f}",
+                           f"{s['peak_rss_mb']:.0f}"))
         server.stop()
+        (n0, r0, c0), (n1, r1, c1) = spent[-2:] if len(spent) > 1 else (spent[0], spent[0])
+        further = {"sample_ms": 1000 * (c1 - c0) / (n1 - n0), "request_ms": 1000 * (c1 - c0) / (r1 - r0),
+                   "requests_per_sample": (r1 - r0) / (n1 - n0)} if n1 > n0 and r1 > r0 else None
         print()
-        report("ee_build_memory", ("samples", "seconds", "peak RSS (MB)"), memory, args.json,
-               scheduling=rows, bytes=byte_rows, latency=args.latency)
+        report("ee_build_memory", ("samples", "requests", "seconds", "client CPU ms/request (process)",
+                                   "peak RSS (MB)"), memory, args.json, scheduling=rows, bytes=byte_rows,
+               latency=args.latency, further=further)
+        if further is not None:
+            print(f"\nEach further sample from {n0} to {n1}: {further['sample_ms']:.1f} ms of client CPU for "
+                  f"{further['requests_per_sample']:.2f} requests, {further['request_ms']:.1f} ms per request (the "
+                  "set-up paid once left out).")
 
 
 if __name__ == "__main__":
