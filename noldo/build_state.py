@@ -62,9 +62,10 @@ class UnitCache:
 
     def shape(self, index: int, name: str) -> tuple[tuple[int, ...], np.dtype]:
         """The shape and dtype of one array of a unit."""
-        if name not in self._layout(index).arrays:
+        arrays = self._layout(index).arrays
+        if name not in arrays:
             raise KeyError(f"unit {index} has no {name}")
-        _, dtype, shape, _ = self._layout(index).arrays[name]
+        _, dtype, shape, _ = arrays[name]
         return shape, dtype
 
     def read_into(self, index: int, name: str, out: np.ndarray) -> None:

@@ -189,7 +189,7 @@ class EarthEngineSource(Source):
         """
         with_dw = self.labels is None
         if candidate.date is None and self.scene_table is None:
-            cell, _ = listing_cell(candidate.lon, candidate.lat)
+            cell = listing_cell(candidate.lon, candidate.lat)[0]
             return _cell_listings(self.settings, cell, self.jitter, tuple(self.reference_dates), self.max_cloud,
                                   with_dw)
         span = (min(w[0] for w in windows), max(w[1] for w in windows))
