@@ -577,6 +577,11 @@ class FakeEarthEngine(LoopbackServer):
     Records ``requests`` (listImages pages and computePixels evaluated), ``log``, ``max_in_flight`` (the
     most listAssets + computePixels requests in flight at once) and ``per_second`` (requests started in
     each whole second, keyed by ``int(time.time())``).
+
+    Requests wait (``latency``, faults) side by side, but compute their answers one at a time: numpy
+    gives the GIL away and takes it back around every operation on a grid, and forty threads doing that
+    at once cost the server several times the CPU (25 instead of 8 ms per request in
+    ``benchmark/perf/ee_build.py`` at concurrency 40), which would cap the benchmark well below the client.
     """
 
     def __init__(self, catalogue: Catalogue, faults: Faults | None = None, max_bytes: int = MAX_BYTES,
@@ -587,6 +592,7 @@ class FakeEarthEngine(LoopbackServer):
         self.requests: Counter = Counter()
         self.log: list[tuple[str, str, Any]] = []
         self.lock = threading.Lock()
+        self.compute_lock = threading.Lock()  # one answer computed at a time (see above)
         self._selected: dict[tuple[str, str], str] = {}  # listing entries by image and field selection
         self.tokens: set[str] = set()
         self.in_flight = self.max_in_flight = 0
@@ -788,7 +794,8 @@ class FakeEarthEngine(LoopbackServer):
                     fake.requests["listImages"] += 1
                     fake.log.append(("listImages", parent, params.get("filter", [""])[0]))
                 try:
-                    answer = fake.list_page(parent, params)
+                    with fake.compute_lock:
+                        answer = fake.list_page(parent, params)
                 except KeyError:
                     return self._error(404, "NOT_FOUND", f"Asset '{parent}' not found.")
                 except ValueError as exc:
@@ -825,6 +832,14 @@ class FakeEarthEngine(LoopbackServer):
                 fault = self._draw("computePixels", raw)
                 if fault not in PIXEL_ONLY and self._inject(fault):
                     return None
+                with fake.compute_lock:
+                    answer = self._pixels(raw, fault)
+                if answer is not None:
+                    self._send_answer(*answer)
+                return None
+
+            def _pixels(self, raw: bytes, fault: str | None) -> tuple[bytes, str, str | None] | None:
+                """The NPY answer to a computePixels body (None when an error was answered instead)."""
                 body = json.loads(raw)
                 try:
                     bands, error = fake.compute(body), None
@@ -855,6 +870,6 @@ class FakeEarthEngine(LoopbackServer):
                     answer = answer.astype([(b.name, b.dtype.newbyteorder(">")) for b in bands])
                 buffer = io.BytesIO()
                 np.save(buffer, answer)
-                return self._send_answer(buffer.getvalue(), "application/octet-stream", fault)
+                return buffer.getvalue(), "application/octet-stream", fault
 
         return Handler
