@@ -2,6 +2,7 @@
 
     python -m benchmark.perf.ee_build [--latency 0.2] [--concurrency 1,4,16,40] [--memory 100,1000,3000]
                                       [--full 32] [--json out.json]
+    python -m benchmark.perf.ee_build --baseline /tmp/base [--runs 2]
 
 The loopback server (noldo/testing/earthengine.py, the one the tests use) runs in its own process and
 answers every listImages and computePixels after ``--latency`` seconds. With small pixel payloads
@@ -12,41 +13,58 @@ whole and without the interpreter's start and the imports (about a second, whate
 the byte-bound rate with full 264×264 tiles, and the peak memory (RSS) of whole `noldo build`
 processes at 100, 1,000 and 3,000 samples, which must not grow with the sample count, with their CPU
 per request and what each further request costs between the last two (the set-up paid once left out).
+
+With ``--baseline`` (a checkout of another version), only the 200-sample build at concurrency 40 is run,
+by both versions in turn, each against its own loopback server: requests per sample change between
+versions, so the client's CPU is compared per sample as well as per request.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from benchmark.perf.common import report
 
 REGION = "10.0,47.5,12.0,48.5"  # room for over 3,000 samples 1.98 km apart
 
 
-def _serve(queue, latency: float, folder: str) -> None:
-    from noldo.testing.earthengine import Catalogue, FakeEarthEngine
+SERVE = """
+import json, sys
+from pathlib import Path
+from noldo.testing.earthengine import Catalogue, FakeEarthEngine
+fake = FakeEarthEngine(Catalogue((10.0, 47.5, 12.0, 48.5), "2019-11-01", "2021-11-01", 32632), latency=float(sys.argv[1]))
+print(json.dumps([fake.url, str(fake.service_account_key(Path(sys.argv[2])))]), flush=True)
+fake.server.serve_forever()
+"""
 
-    fake = FakeEarthEngine(Catalogue((10.0, 47.5, 12.0, 48.5), "2019-11-01", "2021-11-01", 32632), latency=latency)
-    queue.put((fake.url, str(fake.service_account_key(Path(folder)))))
-    fake.server.serve_forever()
+
+HERE = Path(__file__).resolve().parents[2]  # this checkout
+
+
+def _child(code: Path | None) -> dict[str, Any]:
+    """How a child process runs this checkout's noldo, or the one at ``code`` (``python -c`` looks in its
+    working directory first)."""
+    return {"cwd": str(code or HERE), "env": {**os.environ, "PYTHONPATH": str(code or HERE)}}
 
 
 class Server:
-    """The loopback Earth Engine in a child process."""
+    """The loopback Earth Engine in a child process (of the checkout at ``code``, or of this one)."""
 
-    def __init__(self, latency: float, folder: str) -> None:
-        queue = multiprocessing.get_context("spawn").Queue()
-        self.process = multiprocessing.get_context("spawn").Process(target=_serve, args=(queue, latency, folder),
-                                                                    daemon=True)
-        self.process.start()
-        self.url, self.key = queue.get(timeout=60)
+    def __init__(self, latency: float, folder: str, code: Path | None = None) -> None:
+        self.code = code
+        self.process = subprocess.Popen([sys.executable, "-c", SERVE, str(latency), folder], stdout=subprocess.PIPE,
+                                        text=True, **_child(code))
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the loopback Earth Engine did not start (exit code {self.process.wait()})")
+        self.url, self.key = json.loads(line)
 
     def cpu_seconds(self) -> float:
         import psutil
@@ -56,17 +74,20 @@ class Server:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.join()
+        self.process.wait()
 
 
 BUILD = """
-import json, resource, sys
+import inspect, json, resource, sys
 from pathlib import Path
 from noldo.build import BuildSpec, build
+from noldo.sources.ee_source import EarthEngineSource
 imported = resource.getrusage(resource.RUSAGE_SELF)
 samples, tile, concurrency, url, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-spec = BuildSpec({region!r}, "earthengine", samples=samples, tile_size=tile,
-                 runtime={{"ee_url": url, "ee_project": "perf", "ee_concurrency": concurrency, "ee_rate": 100000}})
+runtime = {{"ee_url": url, "ee_project": "perf", "ee_concurrency": concurrency}}
+if "ee_rate" in inspect.signature(EarthEngineSource).parameters:  # a baseline may predate the rate limit
+    runtime["ee_rate"] = 100000
+spec = BuildSpec({region!r}, "earthengine", samples=samples, tile_size=tile, runtime=runtime)
 summary = build(spec, Path(out))
 usage = resource.getrusage(resource.RUSAGE_SELF)
 summary["peak_rss_mb"] = usage.ru_maxrss / 1024
@@ -77,13 +98,35 @@ print(json.dumps(summary))
 
 
 def run_build(server: Server, samples: int, tile: int, concurrency: int, folder: str) -> dict:
-    env = {**os.environ, "NOLDO_EE_SERVICE_ACCOUNT_KEY": server.key}
+    """A whole ``noldo build`` process (of the server's checkout) and its summary, with its CPU and peak RSS."""
+    child = _child(server.code)
+    child["env"]["NOLDO_EE_SERVICE_ACCOUNT_KEY"] = server.key
     out = tempfile.mkdtemp(dir=folder)
     proc = subprocess.run([sys.executable, "-c", BUILD.format(region=REGION), str(samples), str(tile),
-                           str(concurrency), server.url, out], capture_output=True, text=True, env=env)
+                           str(concurrency), server.url, out], capture_output=True, text=True, **child)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-2000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compare(baseline: Path, folder: str, latency: float, runs: int, samples: int = 200,
+            concurrency: int = 40) -> list[tuple]:
+    """The 200-sample build at concurrency 40 by the checkout at ``baseline`` and by this one, each against
+    its own loopback server, in alternating runs: what a sample costs, whatever the requests it takes."""
+    rows = []
+    for run in range(runs):
+        for name, code in (("baseline", baseline), ("this checkout", None)):
+            server = Server(latency, folder, code)
+            served = server.cpu_seconds()
+            s = run_build(server, samples, 64, concurrency, folder)
+            served = server.cpu_seconds() - served
+            server.stop()
+            requests = s["requests"].get("listImages", 0) + s["requests"].get("computePixels", 0)
+            rows.append((name, run + 1, s["samples"], requests, f"{requests / s['samples']:.2f}", f"{s['seconds']:.1f}",
+                         f"{s['samples'] / s['seconds']:.1f}", f"{requests / s['seconds']:.1f}",
+                         f"{1000 * s['cpu_seconds'] / s['samples']:.1f}", f"{1000 * s['cpu_seconds'] / requests:.1f}",
+                         f"{1000 * served / requests:.1f}"))
+    return rows
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -97,10 +140,21 @@ def main() -> None:
     parser.add_argument("--memory", type=_counts, default=(100, 1000, 3000),
                         help="sample counts of the memory builds")
     parser.add_argument("--full", type=int, default=32, help="samples of the byte-bound build (264×264 tiles)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a checkout of another version (git worktree add /tmp/base REV): compare only the "
+                             "200-sample build at concurrency 40, each version against its own loopback server")
+    parser.add_argument("--runs", type=int, default=2, help="alternating runs of each version with --baseline [2]")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as folder:
+        if args.baseline is not None:
+            rows = compare(args.baseline.resolve(), folder, args.latency, args.runs)
+            report("ee_build_baseline", ("version", "run", "samples", "requests", "requests/sample", "seconds",
+                                         "samples/s", "requests/s", "client CPU ms/sample (process)",
+                                         "client CPU ms/request (process)", "server CPU ms/request"),
+                   rows, args.json, baseline=str(args.baseline), latency=args.latency)
+            return
         rows, cpu = [], []
         for latency, concurrencies in ((args.latency, args.concurrency), (10 * args.latency, args.concurrency[-1:])):
             server = Server(latency, folder)
@@ -115,6 +169,7 @@ def main() -> None:
                 rows.append((f"{latency:g}", concurrency, samples, requests, f"{s['requests_per_sample']:.2f}",
                              f"{s['seconds']:.1f}", f"{rate:.1f}", f"{ideal:.0f}", f"{rate / ideal:.0%}",
                              f"{s['samples'] / s['seconds']:.2f}", f"{process_ms:.1f}", f"{build_ms:.1f}",
+                             f"{1000 * s['cpu_seconds'] / s['samples']:.1f}",
                              f"{s['request_cpu_ms'].get('computePixels', 0):.2f}",
                              f"{s['request_cpu_ms'].get('listImages', 0):.2f}"))
                 cpu.append((build_ms / 1000, (server.cpu_seconds() - server_cpu) / requests))
@@ -125,6 +180,7 @@ def main() -> None:
         report("ee_build_scheduling", ("latency s", "concurrency", "samples", "requests", "requests/sample",
                                         "seconds", "requests/s", "ideal requests/s", "of ideal", "samples/s",
                                         "client CPU ms/request (process)", "(after imports)",
+                                        "client CPU ms/sample (process)",
                                         "request path ms: computePixels",
                                         "request path ms: listImages page"),
                rows, None)
