@@ -106,6 +106,7 @@ SMALL: dict[str, Small] = {
     # performance
     "python -m benchmark.perf.build_throughput --samples 32": Small("--samples 2 --tile-size 64", slow=True),
     "python -m benchmark.perf.ee_build": Small("--concurrency 2 --memory 4,8 --full 2", slow=True),
+    "python -m benchmark.perf.ee_build --baseline 4e40c5b~1 --runs 2": Small("--runs 1 --concurrency 2", slow=True),
     "python -m benchmark.perf.osm_rasterize --samples 20": Small("--samples 2", slow=True),
     "python -m benchmark.perf.store_read": Small("--samples 4 --reads 8", slow=True),
     "python -m benchmark.perf.stats --samples 250 1000": Small("--samples 8 --tile 32 --work perf-stats", slow=True),

@@ -2,7 +2,7 @@
 
     python -m benchmark.perf.ee_build [--latency 0.2] [--concurrency 1,4,16,40] [--memory 100,1000,3000]
                                       [--full 32] [--json out.json]
-    python -m benchmark.perf.ee_build --baseline /tmp/base [--runs 2]
+    python -m benchmark.perf.ee_build --baseline REV [--runs 2]
 
 The loopback server (noldo/testing/earthengine.py, the one the tests use) runs in its own process and
 answers every listImages and computePixels after ``--latency`` seconds. With small pixel payloads
@@ -14,19 +14,22 @@ the byte-bound rate with full 264×264 tiles, and the peak memory (RSS) of whole
 processes at 100, 1,000 and 3,000 samples, which must not grow with the sample count, with their CPU
 per request and what each further request costs between the last two (the set-up paid once left out).
 
-With ``--baseline`` (a checkout of another version), only the 200-sample build at concurrency 40 is run,
-by both versions in turn, each against its own loopback server: requests per sample change between
-versions, so the client's CPU is compared per sample as well as per request.
+With ``--baseline`` (another version: a git revision, or a folder holding a checkout), only the build at
+the last concurrency (200 samples at 40) is run, by both versions in turn, each against its own
+loopback server: requests per sample change between versions, so the client's CPU is compared per
+sample as well as per request.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,8 @@ SERVE = """
 import json, sys
 from pathlib import Path
 from noldo.testing.earthengine import Catalogue, FakeEarthEngine
-fake = FakeEarthEngine(Catalogue((10.0, 47.5, 12.0, 48.5), "2019-11-01", "2021-11-01", 32632), latency=float(sys.argv[1]))
+catalogue = Catalogue((10.0, 47.5, 12.0, 48.5), "2019-11-01", "2021-11-01", 32632)
+fake = FakeEarthEngine(catalogue, latency=float(sys.argv[1]))
 print(json.dumps([fake.url, str(fake.service_account_key(Path(sys.argv[2])))]), flush=True)
 fake.server.serve_forever()
 """
@@ -109,9 +113,27 @@ def run_build(server: Server, samples: int, tile: int, concurrency: int, folder:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def compare(baseline: Path, folder: str, latency: float, runs: int, samples: int = 200,
-            concurrency: int = 40) -> list[tuple]:
-    """The 200-sample build at concurrency 40 by the checkout at ``baseline`` and by this one, each against
+@contextlib.contextmanager
+def checkout(revision: str, folder: str) -> Iterator[Path]:
+    """The code of ``revision``: a folder holding another checkout, or a git revision of this repository
+    (checked out in a temporary worktree under ``folder``, removed afterwards)."""
+    if Path(revision).is_dir():
+        yield Path(revision).resolve()
+        return
+    tree = Path(folder) / "baseline"
+    git = ["git", "-C", str(HERE)]
+    done = subprocess.run([*git, "worktree", "add", "--detach", str(tree), revision], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"--baseline {revision}: neither a folder nor a revision of {HERE} "
+                         f"({done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'git failed'})")
+    try:
+        yield tree
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(tree)], capture_output=True)
+
+
+def compare(baseline: Path, folder: str, latency: float, runs: int, samples: int, concurrency: int) -> list[tuple]:
+    """The build of ``samples`` at ``concurrency`` by the checkout at ``baseline`` and by this one, each against
     its own loopback server, in alternating runs: what a sample costs, whatever the requests it takes."""
     rows = []
     for run in range(runs):
@@ -140,20 +162,23 @@ def main() -> None:
     parser.add_argument("--memory", type=_counts, default=(100, 1000, 3000),
                         help="sample counts of the memory builds")
     parser.add_argument("--full", type=int, default=32, help="samples of the byte-bound build (264×264 tiles)")
-    parser.add_argument("--baseline", type=Path, default=None,
-                        help="a checkout of another version (git worktree add /tmp/base REV): compare only the "
-                             "200-sample build at concurrency 40, each version against its own loopback server")
+    parser.add_argument("--baseline", default=None, metavar="REV",
+                        help="another version (a git revision of this repository, or a folder holding a checkout): "
+                             "compare only the build at the last concurrency (200 samples at 40), each version "
+                             "against its own loopback server")
     parser.add_argument("--runs", type=int, default=2, help="alternating runs of each version with --baseline [2]")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         if args.baseline is not None:
-            rows = compare(args.baseline.resolve(), folder, args.latency, args.runs)
+            concurrency = args.concurrency[-1]
+            with checkout(args.baseline, folder) as code:
+                rows = compare(code, folder, args.latency, args.runs, 5 * concurrency, concurrency)
             report("ee_build_baseline", ("version", "run", "samples", "requests", "requests/sample", "seconds",
                                          "samples/s", "requests/s", "client CPU ms/sample (process)",
                                          "client CPU ms/request (process)", "server CPU ms/request"),
-                   rows, args.json, baseline=str(args.baseline), latency=args.latency)
+                   rows, args.json, baseline=args.baseline, latency=args.latency)
             return
         rows, cpu = [], []
         for latency, concurrencies in ((args.latency, args.concurrency), (10 * args.latency, args.concurrency[-1:])):
