@@ -151,6 +151,11 @@ def compare(baseline: Path, folder: str, latency: float, runs: int, samples: int
     return rows
 
 
+def scheduling_samples(concurrency: int) -> int:
+    """Samples of a scheduling build: five per request slot (200 at concurrency 40), at least 10."""
+    return max(10, 5 * concurrency)
+
+
 def _counts(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
@@ -174,7 +179,7 @@ def main() -> None:
         if args.baseline is not None:
             concurrency = args.concurrency[-1]
             with checkout(args.baseline, folder) as code:
-                rows = compare(code, folder, args.latency, args.runs, 5 * concurrency, concurrency)
+                rows = compare(code, folder, args.latency, args.runs, scheduling_samples(concurrency), concurrency)
             report("ee_build_baseline", ("version", "run", "samples", "requests", "requests/sample", "seconds",
                                          "samples/s", "requests/s", "client CPU ms/sample (process)",
                                          "client CPU ms/request (process)", "server CPU ms/request"),
@@ -184,7 +189,7 @@ def main() -> None:
         for latency, concurrencies in ((args.latency, args.concurrency), (10 * args.latency, args.concurrency[-1:])):
             server = Server(latency, folder)
             for concurrency in concurrencies:
-                samples = max(10, concurrency * 5) if latency == args.latency else 6 * concurrency
+                samples = scheduling_samples(concurrency) if latency == args.latency else 6 * concurrency
                 server_cpu = server.cpu_seconds()
                 s = run_build(server, samples, 64, concurrency, folder)
                 requests = s["requests"].get("listImages", 0) + s["requests"].get("computePixels", 0)
